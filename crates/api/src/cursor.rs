@@ -1,0 +1,95 @@
+//! Opaque pagination cursors. A cursor names the position after the last item of a page;
+//! it carries a checksum, so text the server did not issue is refused with a 400.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cursor {
+    /// After the application created at this time with this token.
+    Application { created_at: i64, token: String },
+    /// After this chat or message number.
+    Number(u64),
+}
+
+const VERSION: u8 = 1;
+const APPLICATION: u8 = b'a';
+const NUMBER: u8 = b'n';
+const CHECKSUM_LEN: usize = 4;
+
+fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let digest = Sha256::new().chain_update(b"chatsys cursor").chain_update(bytes).finalize();
+    [digest[0], digest[1], digest[2], digest[3]]
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let mut bytes = vec![VERSION];
+        match self {
+            Cursor::Application { created_at, token } => {
+                bytes.push(APPLICATION);
+                bytes.extend_from_slice(&created_at.to_be_bytes());
+                bytes.extend_from_slice(token.as_bytes());
+            }
+            Cursor::Number(n) => {
+                bytes.push(NUMBER);
+                bytes.extend_from_slice(&n.to_be_bytes());
+            }
+        }
+        let sum = checksum(&bytes);
+        bytes.extend_from_slice(&sum);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    pub fn decode(text: &str) -> Result<Self, ApiError> {
+        let invalid = || ApiError::bad_request("after is not a cursor this server issued");
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+        if bytes.len() < 2 + 8 + CHECKSUM_LEN {
+            return Err(invalid());
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+        if body[0] != VERSION || checksum(body) != sum {
+            return Err(invalid());
+        }
+        let value = i64::from_be_bytes(body[2..10].try_into().expect("length checked"));
+        match (body[1], &body[10..]) {
+            (APPLICATION, token) => Ok(Cursor::Application {
+                created_at: value,
+                token: String::from_utf8(token.to_vec()).map_err(|_| invalid())?,
+            }),
+            (NUMBER, []) => Ok(Cursor::Number(value as u64)),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+pub fn wrong_list() -> ApiError {
+    ApiError::bad_request("after is a cursor of another list")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        for c in [Cursor::Number(7), Cursor::Application { created_at: 1_700_000_000_000_000, token: "abc_-1".into() }]
+        {
+            assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn cursors_the_server_did_not_issue_are_refused() {
+        let good = Cursor::Number(7).encode();
+        let mut tampered = good.clone().into_bytes();
+        let last = tampered.len() - 3;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        for bad in ["", "abc", "!!!", &String::from_utf8(tampered).unwrap()] {
+            assert!(Cursor::decode(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The HTTP layer: one handler per verb and resource under [`routes`], the problem documents
+//! of [`error`], and the extractors of [`extract`] that turn bad input into clear 4xx answers.
+
+mod cursor;
+mod error;
+mod extract;
+mod idempotent;
+mod router;
+mod routes;
+mod state;
+mod views;
+
+pub use error::ApiError;
+pub use router::router;
+pub use state::{AppState, Services};

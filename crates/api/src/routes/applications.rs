@@ -1,0 +1,90 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use chatsys_core::{AppName, AppToken, NewApplication, Timestamp};
+
+use super::{page_response, to_json};
+use crate::cursor::{Cursor, wrong_list};
+use crate::error::ApiError;
+use crate::extract::{IdempotencyKey, JsonBody, Paging, Segments};
+use crate::idempotent::{Created, create_once, fingerprint};
+use crate::state::{AppState, unknown_application};
+use crate::views::{ApplicationView, NameInput};
+
+pub async fn create(
+    State(state): State<AppState>,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonBody(input): JsonBody<NameInput>,
+) -> Result<Response, ApiError> {
+    let name = AppName::parse(&input.name).map_err(|e| ApiError::unprocessable(e.0))?;
+    let fp = fingerprint(&["application", name.as_str()]);
+    create_once(state, "/applications".into(), key, fp, move |state, pending| async move {
+        let new = NewApplication { token: AppToken::generate(), name, at: Timestamp::now() };
+        // The response is known before the write, so its idempotency record is written in
+        // the same transaction as the application.
+        let created =
+            Created { location: format!("/applications/{}", new.token), body: to_json(&ApplicationView::from(&new)) };
+        let record = pending.map(|p| p.record(&created));
+        state.store.create_application(&new, record.as_ref()).await?;
+        Ok(created)
+    })
+    .await
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    paging: Paging,
+) -> Result<Response, ApiError> {
+    if let Some(expected) = &state.admin_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "listing applications requires Authorization: Bearer <admin token>",
+            )
+            .into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+            return Ok(response);
+        }
+    }
+    let after = match &paging.after {
+        None => None,
+        Some(Cursor::Application { created_at, token }) => {
+            Some((Timestamp::from_micros(*created_at), AppToken::parse(token).map_err(|_| wrong_list())?))
+        }
+        Some(_) => return Err(wrong_list()),
+    };
+    let apps = state.store.list_applications(after.as_ref(), paging.limit + 1).await?;
+    Ok(page_response::<_, ApplicationView>(&uri, &paging, apps, |a| Cursor::Application {
+        created_at: a.created_at.as_micros(),
+        token: a.token.to_string(),
+    }))
+}
+
+pub async fn get(State(state): State<AppState>, Segments(token): Segments<String>) -> Result<Response, ApiError> {
+    let token = AppToken::parse(&token).map_err(|_| unknown_application())?;
+    let app = state.store.application(&token).await?.ok_or_else(unknown_application)?;
+    Ok(Json(ApplicationView::from(&app)).into_response())
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Segments(token): Segments<String>,
+    JsonBody(input): JsonBody<NameInput>,
+) -> Result<Response, ApiError> {
+    let name = AppName::parse(&input.name).map_err(|e| ApiError::unprocessable(e.0))?;
+    let token = AppToken::parse(&token).map_err(|_| unknown_application())?;
+    let app = state.store.rename_application(&token, &name, Timestamp::now()).await?.ok_or_else(unknown_application)?;
+    Ok(Json(ApplicationView::from(&app)).into_response())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

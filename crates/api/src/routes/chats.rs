@@ -1,0 +1,69 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use chatsys_core::{Chat, ChatNumber, Command, Queued, Timestamp};
+
+use super::{bad_path, page_response, to_json};
+use crate::cursor::{Cursor, wrong_list};
+use crate::error::ApiError;
+use crate::extract::{IdempotencyKey, OptionalJsonObject, Paging, Segments};
+use crate::idempotent::{Created, create_once, fingerprint};
+use crate::state::AppState;
+use crate::views::ChatView;
+
+pub async fn create(
+    State(state): State<AppState>,
+    Segments(token): Segments<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    _: OptionalJsonObject,
+) -> Result<Response, ApiError> {
+    let app = state.app_id(&token).await?;
+    let scope = format!("/applications/{token}/chats");
+    create_once(state, scope.clone(), key, fingerprint(&["chat"]), move |state, pending| async move {
+        let number = state.numbering.next_chat(app).await?;
+        let at = Timestamp::now();
+        let chat = Chat { number, messages_count: 0, created_at: at, updated_at: at };
+        let created = Created { location: format!("{scope}/{number}"), body: to_json(&ChatView::from(&chat)) };
+        let command = Command::CreateChat { app, chat: number, at };
+        if let Err(e) = state.queue.submit(Queued { command, idempotency: pending.map(|p| p.record(&created)) }).await {
+            // The number is skipped; a message sent to it must not bring the chat into being.
+            if let Err(void) = state.numbering.void_chat(app, number).await {
+                tracing::error!(error = %void, chat = %number, "failed chat create could not be voided");
+            }
+            return Err(e.into());
+        }
+        Ok(created)
+    })
+    .await
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Segments(token): Segments<String>,
+    uri: Uri,
+    paging: Paging,
+) -> Result<Response, ApiError> {
+    let after = match paging.after {
+        None => None,
+        Some(Cursor::Number(n)) => Some(ChatNumber::new(n).map_err(|_| wrong_list())?),
+        Some(_) => return Err(wrong_list()),
+    };
+    let app = state.app_id(&token).await?;
+    let chats = state.store.list_chats(app, after, paging.limit + 1).await?;
+    Ok(page_response::<_, ChatView>(&uri, &paging, chats, |c| Cursor::Number(c.number.get())))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Segments((token, chat)): Segments<(String, String)>,
+) -> Result<Response, ApiError> {
+    let chat = ChatNumber::parse(&chat).map_err(bad_path)?;
+    let app = state.app_id(&token).await?;
+    let chat = state.store.chat(app, chat).await?.ok_or_else(|| unknown_chat(chat))?;
+    Ok(Json(ChatView::from(&chat)).into_response())
+}
+
+pub(crate) fn unknown_chat(chat: ChatNumber) -> ApiError {
+    ApiError::not_found(format!("this application has no chat {chat}"))
+}

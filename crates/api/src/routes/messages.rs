@@ -1,0 +1,151 @@
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use chatsys_core::ports::Durability;
+use chatsys_core::{AppId, ChatNumber, Command, Message, MessageBody, MessageNumber, Queued, Timestamp};
+
+use super::chats::unknown_chat;
+use super::{bad_path, page_response, to_json};
+use crate::cursor::{Cursor, wrong_list};
+use crate::error::ApiError;
+use crate::extract::{IdempotencyKey, JsonBody, Paging, Segments};
+use crate::idempotent::{Created, create_once, fingerprint};
+use crate::state::AppState;
+use crate::views::{BodyInput, MessageView};
+
+pub async fn create(
+    State(state): State<AppState>,
+    Segments((token, chat)): Segments<(String, String)>,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonBody(input): JsonBody<BodyInput>,
+) -> Result<Response, ApiError> {
+    let chat = ChatNumber::parse(&chat).map_err(bad_path)?;
+    let body = MessageBody::parse(input.body).map_err(|e| ApiError::unprocessable(e.0))?;
+    let app = state.app_id(&token).await?;
+    let scope = format!("/applications/{token}/chats/{chat}/messages");
+    let fp = fingerprint(&["message", body.as_str()]);
+    create_once(state, scope.clone(), key, fp, move |state, pending| async move {
+        let number = state.numbering.next_message(app, chat).await?.ok_or_else(|| unknown_chat(chat))?;
+        let at = Timestamp::now();
+        let message = Message { chat_number: chat, number, body: body.as_str().to_owned(), created_at: at, updated_at: at };
+        let created = Created { location: format!("{scope}/{number}"), body: to_json(&MessageView::from(&message)) };
+        let command = Command::CreateMessage { app, chat, number, body, at };
+        if let Err(e) = state.queue.submit(Queued { command, idempotency: pending.map(|p| p.record(&created)) }).await
+        {
+            if let Err(void) = state.numbering.void_message(app, chat, number).await {
+                tracing::error!(error = %void, chat = %chat, message = %number, "failed message create could not be voided");
+            }
+            return Err(e.into());
+        }
+        Ok(created)
+    })
+    .await
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Segments((token, chat)): Segments<(String, String)>,
+    uri: Uri,
+    paging: Paging,
+) -> Result<Response, ApiError> {
+    let chat = ChatNumber::parse(&chat).map_err(bad_path)?;
+    let after = match paging.after {
+        None => None,
+        Some(Cursor::Number(n)) => Some(MessageNumber::new(n).map_err(|_| wrong_list())?),
+        Some(_) => return Err(wrong_list()),
+    };
+    let app = state.app_id(&token).await?;
+    let messages = state.store.list_messages(app, chat, after, paging.limit + 1).await?;
+    if messages.is_empty() && after.is_none() {
+        require_chat(&state, app, chat).await?;
+    }
+    Ok(page_response::<_, MessageView>(&uri, &paging, messages, |m| Cursor::Number(m.number.get())))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Segments((token, chat, number)): Segments<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let chat = ChatNumber::parse(&chat).map_err(bad_path)?;
+    let number = MessageNumber::parse(&number).map_err(bad_path)?;
+    let app = state.app_id(&token).await?;
+    let message = state.store.message(app, chat, number).await?.ok_or_else(|| unknown_message(chat, number))?;
+    Ok(Json(MessageView::from(&message)).into_response())
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Segments((token, chat, number)): Segments<(String, String, String)>,
+    JsonBody(input): JsonBody<BodyInput>,
+) -> Result<Response, ApiError> {
+    let chat = ChatNumber::parse(&chat).map_err(bad_path)?;
+    let number = MessageNumber::parse(&number).map_err(bad_path)?;
+    let body = MessageBody::parse(input.body).map_err(|e| ApiError::unprocessable(e.0))?;
+    let app = state.app_id(&token).await?;
+    let stored = state.store.message(app, chat, number).await?;
+    // With a durable queue in front of the store, a message answered 201 a moment ago may
+    // not be written yet; the edit is accepted all the same and wins whenever it lands.
+    let exists = stored.is_some()
+        || (state.queue.durability() == Durability::Queued
+            && state.numbering.message_exists(app, chat, number).await?);
+    if !exists {
+        return Err(unknown_message(chat, number));
+    }
+    let at = Timestamp::now();
+    let command = Command::EditMessage { app, chat, number, body: body.clone(), at };
+    tokio::spawn({
+        let state = state.clone();
+        async move { state.queue.submit(Queued::from(command)).await }
+    })
+    .await
+    .map_err(|_| ApiError::internal())??;
+    let message = match state.queue.durability() {
+        // the row as committed: this edit, or a newer one that won
+        Durability::Stored => state.store.message(app, chat, number).await?.ok_or_else(ApiError::internal)?,
+        Durability::Queued => {
+            let created = match stored {
+                Some(m) => Some(m),
+                None => wait_for_row(&state, app, chat, number).await?,
+            };
+            Message {
+                chat_number: chat,
+                number,
+                body: body.into_string(),
+                created_at: created.map_or(at, |m| m.created_at),
+                updated_at: at,
+            }
+        }
+    };
+    Ok(Json(MessageView::from(&message)).into_response())
+}
+
+/// Waits a little for a just-created message to be written, to answer with its creation time.
+async fn wait_for_row(
+    state: &AppState,
+    app: AppId,
+    chat: ChatNumber,
+    number: MessageNumber,
+) -> Result<Option<Message>, ApiError> {
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(m) = state.store.message(app, chat, number).await? {
+            return Ok(Some(m));
+        }
+    }
+    Ok(None)
+}
+
+async fn require_chat(state: &AppState, app: AppId, chat: ChatNumber) -> Result<(), ApiError> {
+    if state.store.chat(app, chat).await?.is_some() || state.numbering.chat_exists(app, chat).await? {
+        Ok(())
+    } else {
+        Err(unknown_chat(chat))
+    }
+}
+
+fn unknown_message(chat: ChatNumber, number: MessageNumber) -> ApiError {
+    ApiError::not_found(format!("chat {chat} of this application has no message {number}"))
+}

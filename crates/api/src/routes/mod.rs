@@ -1,0 +1,55 @@
+//! One module per resource, one handler per verb.
+
+pub mod applications;
+pub mod chats;
+pub mod health;
+pub mod messages;
+
+use axum::Json;
+use axum::http::{HeaderValue, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::cursor::Cursor;
+use crate::error::ApiError;
+use crate::extract::Paging;
+
+/// A page of a list: the items as a JSON array and, when more follow, a `Link` to the next
+/// page that keeps every query parameter but `after`.
+pub(crate) fn page_response<T, V>(
+    uri: &Uri,
+    paging: &Paging,
+    mut items: Vec<T>,
+    cursor_of: impl Fn(&T) -> Cursor,
+) -> Response
+where
+    V: Serialize + for<'a> From<&'a T>,
+{
+    let more = items.len() > paging.limit as usize;
+    items.truncate(paging.limit as usize);
+    let views: Vec<V> = items.iter().map(V::from).collect();
+    let mut response = Json(views).into_response();
+    if let (true, Some(last)) = (more, items.last()) {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+            if name != "after" {
+                query.append_pair(&name, &value);
+            }
+        }
+        query.append_pair("after", &cursor_of(last).encode());
+        let link = format!("<{}?{}>; rel=\"next\"", uri.path(), query.finish());
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    response
+}
+
+/// The JSON of a response body; serializing our own views cannot fail.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("views serialize")
+}
+
+pub(crate) fn bad_path(e: chatsys_core::InvalidInput) -> ApiError {
+    ApiError::bad_request(e.0)
+}

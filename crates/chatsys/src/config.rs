@@ -1,0 +1,122 @@
+//! Every setting is a flag and a `CHATSYS_*` environment variable (DESIGN.md's
+//! configuration contract); defaults live here and nowhere else.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Clone, Args)]
+pub struct Config {
+    /// HTTP address to listen on (`:0` picks a free port and logs it)
+    #[arg(long, env = "CHATSYS_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: String,
+
+    /// Embedded mode: folder of the SQLite database and the search index
+    #[arg(long, env = "CHATSYS_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// `mysql://…`: selects the MySQL store (distributed mode)
+    #[arg(long, env = "CHATSYS_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// `redis://…`: selects Redis numbering and shared caches (distributed mode)
+    #[arg(long, env = "CHATSYS_REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// `amqp://…`: selects the RabbitMQ create queue (distributed mode)
+    #[arg(long, env = "CHATSYS_AMQP_URL", global = true, hide_env_values = true)]
+    pub amqp_url: Option<String>,
+
+    /// `http://…`: selects Elasticsearch search (distributed mode)
+    #[arg(long, env = "CHATSYS_ELASTICSEARCH_URL", global = true, hide_env_values = true)]
+    pub elasticsearch_url: Option<String>,
+
+    /// Guards `GET /applications` (`Authorization: Bearer <token>`); unset leaves it open
+    #[arg(long, env = "CHATSYS_ADMIN_TOKEN", global = true, hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Log output: `text` or `json`
+    #[arg(long, env = "CHATSYS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// How often the counts are recomputed from the rows (e.g. `1h`, `10m`)
+    #[arg(long, env = "CHATSYS_RECONCILE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration, global = true)]
+    pub reconcile_interval: Duration,
+
+    /// The most commands written in one transaction
+    #[arg(long, env = "CHATSYS_BATCH_MAX", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub batch_max: u32,
+
+    /// How long a batch waits for more commands after its first (e.g. `500us`, `2ms`)
+    #[arg(long, env = "CHATSYS_BATCH_LINGER", default_value = "500us", value_parser = humantime::parse_duration, global = true)]
+    pub batch_linger: Duration,
+
+    /// Embedded mode: creates that may wait for the writer before new ones get 503
+    #[arg(long, env = "CHATSYS_QUEUE_CAPACITY", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub queue_capacity: u32,
+
+    /// The largest request body accepted, in bytes (larger ones get 413)
+    #[arg(long, env = "CHATSYS_BODY_LIMIT", default_value_t = 256 * 1024, global = true)]
+    pub body_limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which adapters the URLs select.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mode {
+    Embedded,
+    Distributed,
+}
+
+impl Config {
+    /// Embedded with none of the database, Redis and AMQP URLs; distributed with all three;
+    /// anything in between is an error that names what is missing.
+    pub fn mode(&self) -> Result<Mode, String> {
+        let urls = [
+            ("CHATSYS_DATABASE_URL", &self.database_url),
+            ("CHATSYS_REDIS_URL", &self.redis_url),
+            ("CHATSYS_AMQP_URL", &self.amqp_url),
+        ];
+        let missing: Vec<&str> = urls.iter().filter(|(_, v)| v.is_none()).map(|(name, _)| *name).collect();
+        match missing.len() {
+            0 => Ok(Mode::Distributed),
+            3 if self.elasticsearch_url.is_none() => Ok(Mode::Embedded),
+            3 => Err("CHATSYS_ELASTICSEARCH_URL is set, but it is only used in distributed mode, \
+                      which also needs CHATSYS_DATABASE_URL, CHATSYS_REDIS_URL and CHATSYS_AMQP_URL"
+                .into()),
+            _ => Err(format!(
+                "distributed mode needs CHATSYS_DATABASE_URL, CHATSYS_REDIS_URL and CHATSYS_AMQP_URL together; missing: {}",
+                missing.join(", ")
+            )),
+        }
+    }
+}
+
+/// Secrets (URLs may carry passwords, the admin token is one) never reach the logs.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redacted(&self.database_url))
+            .field("redis_url", &redacted(&self.redis_url))
+            .field("amqp_url", &redacted(&self.amqp_url))
+            .field("elasticsearch_url", &redacted(&self.elasticsearch_url))
+            .field("admin_token", &redacted(&self.admin_token))
+            .field("log_format", &self.log_format)
+            .field("reconcile_interval", &self.reconcile_interval)
+            .field("batch_max", &self.batch_max)
+            .field("batch_linger", &self.batch_linger)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("body_limit", &self.body_limit)
+            .finish()
+    }
+}

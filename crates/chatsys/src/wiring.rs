@@ -1,0 +1,109 @@
+//! Config → adapters. The one place where the run mode is decided.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use axum::serve::ListenerExt as _;
+use chatsys_api::{AppState, Services, router};
+use chatsys_core::ports::Store;
+use chatsys_counters::{InProcessNumbering, LocalIdempotencyKeys};
+use chatsys_queue::in_process;
+use chatsys_store::SqliteStore;
+use chatsys_worker::{BatchConfig, Consumer, reconcile};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Mode};
+
+/// How long a create may wait for room in the embedded queue before it answers 503.
+const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    match config.mode().map_err(anyhow::Error::msg)? {
+        Mode::Embedded => serve_embedded(config).await,
+        Mode::Distributed => bail!("distributed mode (MySQL, Redis, RabbitMQ) is not part of this build yet"),
+    }
+}
+
+pub async fn reconcile_once(config: Config) -> anyhow::Result<()> {
+    match config.mode().map_err(anyhow::Error::msg)? {
+        Mode::Embedded => {
+            let store = open_embedded_store(&config).await?;
+            let r = store.reconcile().await.context("reconciling counts")?;
+            tracing::info!(
+                applications_fixed = r.applications_fixed,
+                chats_fixed = r.chats_fixed,
+                idempotency_records_expired = r.idempotency_records_expired,
+                "counts reconciled"
+            );
+            store.close().await;
+            Ok(())
+        }
+        Mode::Distributed => bail!("distributed mode (MySQL, Redis, RabbitMQ) is not part of this build yet"),
+    }
+}
+
+async fn open_embedded_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+    let store = SqliteStore::open(&config.data_dir)
+        .await
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn serve_embedded(config: Config) -> anyhow::Result<()> {
+    let store = open_embedded_store(&config).await?;
+    tracing::info!(data_dir = %config.data_dir.display(), "embedded mode: sqlite store, in-process numbering and queue");
+    let (queue, source) = in_process::channel(config.queue_capacity as usize, ENQUEUE_TIMEOUT);
+    let batches = BatchConfig { max_commands: config.batch_max as usize, linger: config.batch_linger };
+    let writer = tokio::spawn(Consumer::new(Box::new(source), store.clone(), batches).run());
+    let reconciler = tokio::spawn(reconcile::run(store.clone(), config.reconcile_interval));
+
+    let services = Services {
+        store: store.clone(),
+        numbering: Arc::new(InProcessNumbering::new(store.clone())),
+        queue: Arc::new(queue),
+        idempotency: Arc::new(LocalIdempotencyKeys::new(store.clone())),
+        admin_token: config.admin_token.clone(),
+        body_limit: config.body_limit,
+    };
+    serve_http(&config, AppState::new(services)).await?;
+
+    // Every handler has finished and dropped its handle on the queue: the writer commits
+    // what is left and stops.
+    writer.await.context("the writer task failed")?;
+    reconciler.abort();
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve_http(config: &Config, state: AppState) -> anyhow::Result<()> {
+    if state.admin_token.is_none() {
+        tracing::warn!(
+            "no admin token configured: GET /applications lists every token to anyone (set CHATSYS_ADMIN_TOKEN)"
+        );
+    }
+    let listener =
+        TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM: the server stops accepting and finishes what is in flight.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

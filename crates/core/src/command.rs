@@ -1,0 +1,90 @@
+//! The commands of the create pipeline. A handler allocates the number, wraps the command in
+//! a [`Queued`] and hands it to the queue; a worker writes batches of them to the store.
+//! Every command is idempotent on its natural key, so a redelivery changes nothing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AppId, ChatNumber, MessageNumber};
+use crate::text::MessageBody;
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Command {
+    CreateChat {
+        app: AppId,
+        chat: ChatNumber,
+        at: Timestamp,
+    },
+    CreateMessage {
+        app: AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        body: MessageBody,
+        at: Timestamp,
+    },
+    /// Replaces the body if `at` is newer than the last edit applied. It always wins over the
+    /// create (an edit is only accepted for a message that was created), whichever reaches
+    /// the store first.
+    EditMessage {
+        app: AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        body: MessageBody,
+        at: Timestamp,
+    },
+}
+
+impl Command {
+    pub fn app(&self) -> AppId {
+        match self {
+            Command::CreateChat { app, .. } | Command::CreateMessage { app, .. } | Command::EditMessage { app, .. } => {
+                *app
+            }
+        }
+    }
+
+    pub fn chat(&self) -> ChatNumber {
+        match self {
+            Command::CreateChat { chat, .. }
+            | Command::CreateMessage { chat, .. }
+            | Command::EditMessage { chat, .. } => *chat,
+        }
+    }
+}
+
+/// The response to an idempotent create, kept with the key for 24 hours so that a repeat
+/// gets the first answer. It is written in the same transaction as the item it created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// The request path the key is scoped to.
+    pub scope: String,
+    pub key: String,
+    /// A digest of the request body as understood (not as spelled), to tell a repeat from a
+    /// different request reusing the key.
+    pub fingerprint: String,
+    pub status: u16,
+    pub location: String,
+    /// The response body, JSON.
+    pub body: String,
+    pub created_at: Timestamp,
+}
+
+impl IdempotencyRecord {
+    /// How long a key is remembered.
+    pub const RETENTION_MICROS: i64 = 24 * 3600 * 1_000_000;
+}
+
+/// A command as it travels the queue, with the idempotency record to write beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    pub command: Command,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+impl From<Command> for Queued {
+    fn from(command: Command) -> Self {
+        Self { command, idempotency: None }
+    }
+}

@@ -1,0 +1,187 @@
+//! The ports: what the handlers and the worker need from the outside world. Each has an
+//! embedded backend (one process) and a distributed one (shared services); the choice is
+//! made once, in the binary's wiring.
+
+use async_trait::async_trait;
+
+use crate::command::{IdempotencyRecord, Queued};
+use crate::error::{Error, Result};
+use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber};
+use crate::model::{Application, Chat, Message, NewApplication};
+use crate::text::AppName;
+use crate::time::Timestamp;
+
+/// The source of truth. Applications are written directly (they are rare and their token
+/// must be resolvable at once); chats and messages only arrive through [`Store::write_batch`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Answers when the store can serve reads and writes.
+    async fn ping(&self) -> Result<()>;
+
+    /// Writes a new application, and the idempotency record of its request in the same
+    /// transaction.
+    async fn create_application(
+        &self,
+        new: &NewApplication,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<Application>;
+
+    /// `None` when no application has this token.
+    async fn rename_application(&self, token: &AppToken, name: &AppName, at: Timestamp) -> Result<Option<Application>>;
+
+    async fn application(&self, token: &AppToken) -> Result<Option<Application>>;
+
+    /// Applications in creation order, after the position `(created_at, token)`.
+    async fn list_applications(&self, after: Option<&(Timestamp, AppToken)>, limit: u32) -> Result<Vec<Application>>;
+
+    async fn chat(&self, app: AppId, chat: ChatNumber) -> Result<Option<Chat>>;
+
+    async fn list_chats(&self, app: AppId, after: Option<ChatNumber>, limit: u32) -> Result<Vec<Chat>>;
+
+    async fn message(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<Option<Message>>;
+
+    async fn list_messages(
+        &self,
+        app: AppId,
+        chat: ChatNumber,
+        after: Option<MessageNumber>,
+        limit: u32,
+    ) -> Result<Vec<Message>>;
+
+    /// The record of an idempotent request, if one younger than the retention period exists.
+    async fn idempotency_record(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>>;
+
+    /// The highest chat number stored for the application (0 when none).
+    async fn highest_chat_number(&self, app: AppId) -> Result<u64>;
+
+    /// The highest message number stored in the chat, or `None` when the chat's row is not
+    /// stored. Number allocation seeds its counters from this.
+    async fn chat_seed(&self, app: AppId, chat: ChatNumber) -> Result<Option<u64>>;
+
+    /// Writes a batch of commands in one transaction, idempotently: a command already applied
+    /// changes nothing. Counts move by the rows actually inserted, in the same transaction.
+    async fn write_batch(&self, batch: &[Queued]) -> Result<BatchOutcome>;
+
+    /// Recomputes `chats_count` and `messages_count` from the rows and forgets expired
+    /// idempotency records.
+    async fn reconcile(&self) -> Result<Reconciled>;
+}
+
+/// What a batch changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub chats_created: u64,
+    pub messages_created: u64,
+    pub edits_applied: u64,
+    /// Messages whose stored body changed: what the search index must (re)index.
+    pub changed: Vec<ChangedMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedMessage {
+    pub app: AppId,
+    pub chat: ChatNumber,
+    pub number: MessageNumber,
+    pub body: String,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled {
+    pub applications_fixed: u64,
+    pub chats_fixed: u64,
+    pub idempotency_records_expired: u64,
+}
+
+/// Hands out chat and message numbers: unique per parent, from 1, increasing, however many
+/// servers race. A chat exists iff its number was handed out and its create was not voided.
+#[async_trait]
+pub trait Numbering: Send + Sync + 'static {
+    async fn ping(&self) -> Result<()>;
+
+    /// The next chat number of an application that exists.
+    async fn next_chat(&self, app: AppId) -> Result<ChatNumber>;
+
+    /// The next message number of the chat, in one step with the check that the chat
+    /// exists; `None` when it does not.
+    async fn next_message(&self, app: AppId, chat: ChatNumber) -> Result<Option<MessageNumber>>;
+
+    /// Whether the chat exists, stored yet or not.
+    async fn chat_exists(&self, app: AppId, chat: ChatNumber) -> Result<bool>;
+
+    /// Whether the message number was handed out and not voided, stored yet or not.
+    async fn message_exists(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<bool>;
+
+    /// Remembers that the create of this chat failed after its number was handed out, so
+    /// the number is never treated as an existing chat.
+    async fn void_chat(&self, app: AppId, chat: ChatNumber) -> Result<()>;
+
+    /// As [`Numbering::void_chat`], for a message.
+    async fn void_message(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<()>;
+}
+
+/// When [`CreateQueue::submit`] returns, how durable is the command?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Written to the store: a GET right after sees it.
+    Stored,
+    /// Held by a durable queue: the store will have it shortly.
+    Queued,
+}
+
+/// The producer side of the create pipeline.
+#[async_trait]
+pub trait CreateQueue: Send + Sync + 'static {
+    async fn ping(&self) -> Result<()>;
+
+    /// Returns once the command is durable (see [`CreateQueue::durability`]); an error of
+    /// kind `Unavailable` when it could not be made durable.
+    async fn submit(&self, command: Queued) -> Result<()>;
+
+    fn durability(&self) -> Durability;
+}
+
+/// The consumer side of the create pipeline: deliveries of one or more commands each,
+/// acknowledged only after they are written.
+#[async_trait]
+pub trait CommandSource: Send + 'static {
+    /// The next delivery; `None` once the source is closed and drained.
+    async fn next(&mut self) -> Option<Delivery>;
+}
+
+pub struct Delivery {
+    pub commands: Vec<Queued>,
+    pub receipt: Box<dyn Receipt>,
+}
+
+/// Settles a delivery with its producer or broker.
+#[async_trait]
+pub trait Receipt: Send + 'static {
+    /// The commands are written (and indexed): they may be forgotten.
+    async fn ack(self: Box<Self>);
+    /// The commands could not be written.
+    async fn fail(self: Box<Self>, error: &Error);
+}
+
+/// What a request with an `Idempotency-Key` meets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is new and now held by this request.
+    Claimed,
+    /// The key was used before; here is what it answered.
+    Done(IdempotencyRecord),
+    /// A request with this key is being served right now.
+    InFlight,
+}
+
+/// Coordinates idempotent creates: one request per key at a time, and the first answer
+/// kept for a repeat.
+#[async_trait]
+pub trait IdempotencyKeys: Send + Sync + 'static {
+    async fn claim(&self, scope: &str, key: &str) -> Result<Claim>;
+
+    /// The request holding the key has been answered with this durable record.
+    async fn complete(&self, record: &IdempotencyRecord) -> Result<()>;
+
+    /// The request holding the key failed; a repeat may try again.
+    async fn release(&self, scope: &str, key: &str);
+}

@@ -1,0 +1,302 @@
+//! SQLite (WAL, `synchronous=FULL`): one writer connection that group-commits batches, and a
+//! pool of readers that never wait for it.
+
+mod write;
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chatsys_core::ports::{BatchOutcome, Reconciled, Store};
+use chatsys_core::{
+    AppId, AppName, AppToken, Application, Chat, ChatNumber, Error, IdempotencyRecord, Message, MessageNumber,
+    NewApplication, Queued, Result, Timestamp,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row as _, query, query_as, query_scalar};
+
+use crate::error::store_error;
+
+pub struct SqliteStore {
+    /// Exactly one connection: every write (batches, applications, reconcile) is serialized
+    /// here, so SQLite never has to arbitrate between writers.
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+const APPLICATION_COLUMNS: &str = "id, token, name, chats_count, created_at, updated_at";
+
+impl SqliteStore {
+    /// Opens (creating if needed) `chatsys.db` in `dir` and brings its schema up to date.
+    pub async fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::unavailable(format!("cannot create the data directory {}", dir.display())).with_source(e)
+        })?;
+        let file = dir.join("chatsys.db");
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(store_error("configuring sqlite"))?
+            .filename(&file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // a 201 must survive power loss, not only a process crash
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(false);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(store_error("opening the database"))?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| Error::internal("cannot migrate the sqlite schema").with_source(e))?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(store_error("opening the database"))?;
+        Ok(Self { writer, readers })
+    }
+
+    /// Flushes and closes both pools (on shutdown, after the last batch).
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn application_from_row(row: SqliteRow) -> Result<Application> {
+    let token: String = row.get("token");
+    Ok(Application {
+        id: AppId(row.get("id")),
+        token: AppToken::parse(&token).map_err(|e| Error::internal("stored token is malformed").with_source(e))?,
+        name: row.get("name"),
+        chats_count: row.get::<i64, _>("chats_count") as u64,
+        created_at: Timestamp::from_micros(row.get("created_at")),
+        updated_at: Timestamp::from_micros(row.get("updated_at")),
+    })
+}
+
+fn chat_from_row((number, messages_count, created_at, updated_at): (i64, i64, i64, i64)) -> Result<Chat> {
+    Ok(Chat {
+        number: stored_number(number, ChatNumber::new)?,
+        messages_count: messages_count as u64,
+        created_at: Timestamp::from_micros(created_at),
+        updated_at: Timestamp::from_micros(updated_at),
+    })
+}
+
+type MessageRow = (i64, i64, String, i64, i64);
+
+fn message_from_row((chat, number, body, created_at, updated_at): MessageRow) -> Result<Message> {
+    Ok(Message {
+        chat_number: stored_number(chat, ChatNumber::new)?,
+        number: stored_number(number, MessageNumber::new)?,
+        body,
+        created_at: Timestamp::from_micros(created_at),
+        updated_at: Timestamp::from_micros(updated_at),
+    })
+}
+
+fn stored_number<T, E: std::error::Error + Send + Sync + 'static>(
+    n: i64,
+    make: impl FnOnce(u64) -> Result<T, E>,
+) -> Result<T> {
+    make(n as u64).map_err(|e| Error::internal("stored number is out of range").with_source(e))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        query("SELECT 1").execute(&self.readers).await.map_err(store_error("pinging"))?;
+        Ok(())
+    }
+
+    async fn create_application(
+        &self,
+        new: &NewApplication,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<Application> {
+        let mut tx = self.writer.begin().await.map_err(store_error("creating an application"))?;
+        let row = query(
+            "INSERT INTO applications (token, name, chats_count, created_at, updated_at) \
+             VALUES (?1, ?2, 0, ?3, ?3) RETURNING id, token, name, chats_count, created_at, updated_at",
+        )
+        .bind(new.token.as_str())
+        .bind(new.name.as_str())
+        .bind(new.at.as_micros())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error("creating an application"))?;
+        if let Some(record) = idempotency {
+            write::insert_idempotency_records(&mut tx, std::slice::from_ref(record)).await?;
+        }
+        tx.commit().await.map_err(store_error("creating an application"))?;
+        application_from_row(row)
+    }
+
+    async fn rename_application(&self, token: &AppToken, name: &AppName, at: Timestamp) -> Result<Option<Application>> {
+        let row = query(
+            "UPDATE applications SET name = ?1, updated_at = max(updated_at, ?2) WHERE token = ?3 \
+             RETURNING id, token, name, chats_count, created_at, updated_at",
+        )
+        .bind(name.as_str())
+        .bind(at.as_micros())
+        .bind(token.as_str())
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(store_error("renaming an application"))?;
+        row.map(application_from_row).transpose()
+    }
+
+    async fn application(&self, token: &AppToken) -> Result<Option<Application>> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {APPLICATION_COLUMNS} FROM applications WHERE token = ?1"));
+        let row = query(sql)
+            .bind(token.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(store_error("reading an application"))?;
+        row.map(application_from_row).transpose()
+    }
+
+    async fn list_applications(&self, after: Option<&(Timestamp, AppToken)>, limit: u32) -> Result<Vec<Application>> {
+        let (at, token) = after.map_or((i64::MIN, ""), |(at, token)| (at.as_micros(), token.as_str()));
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {APPLICATION_COLUMNS} FROM applications WHERE (created_at, token) > (?1, ?2) \
+             ORDER BY created_at, token LIMIT ?3"
+        ));
+        let rows = query(sql)
+            .bind(at)
+            .bind(token)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(store_error("listing applications"))?;
+        rows.into_iter().map(application_from_row).collect()
+    }
+
+    async fn chat(&self, app: AppId, chat: ChatNumber) -> Result<Option<Chat>> {
+        let row = query_as(
+            "SELECT number, messages_count, created_at, updated_at FROM chats \
+             WHERE application_id = ?1 AND number = ?2",
+        )
+        .bind(app.0)
+        .bind(chat.as_i64())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(store_error("reading a chat"))?;
+        row.map(chat_from_row).transpose()
+    }
+
+    async fn list_chats(&self, app: AppId, after: Option<ChatNumber>, limit: u32) -> Result<Vec<Chat>> {
+        let rows = query_as(
+            "SELECT number, messages_count, created_at, updated_at FROM chats \
+             WHERE application_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3",
+        )
+        .bind(app.0)
+        .bind(after.map_or(0, ChatNumber::as_i64))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(store_error("listing chats"))?;
+        rows.into_iter().map(chat_from_row).collect()
+    }
+
+    async fn message(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<Option<Message>> {
+        let row: Option<MessageRow> = query_as(
+            "SELECT chat_number, number, body, created_at, updated_at FROM messages \
+             WHERE application_id = ?1 AND chat_number = ?2 AND number = ?3",
+        )
+        .bind(app.0)
+        .bind(chat.as_i64())
+        .bind(number.as_i64())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(store_error("reading a message"))?;
+        row.map(message_from_row).transpose()
+    }
+
+    async fn list_messages(
+        &self,
+        app: AppId,
+        chat: ChatNumber,
+        after: Option<MessageNumber>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        let rows: Vec<MessageRow> = query_as(
+            "SELECT chat_number, number, body, created_at, updated_at FROM messages \
+             WHERE application_id = ?1 AND chat_number = ?2 AND number > ?3 ORDER BY number LIMIT ?4",
+        )
+        .bind(app.0)
+        .bind(chat.as_i64())
+        .bind(after.map_or(0, MessageNumber::as_i64))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(store_error("listing messages"))?;
+        rows.into_iter().map(message_from_row).collect()
+    }
+
+    async fn idempotency_record(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>> {
+        let oldest = Timestamp::now().as_micros() - IdempotencyRecord::RETENTION_MICROS;
+        let row: Option<(String, String, String, i64, String, String, i64)> = query_as(
+            "SELECT scope, key, fingerprint, status, location, body, created_at FROM idempotency_keys \
+             WHERE scope = ?1 AND key = ?2 AND created_at > ?3",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(oldest)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(store_error("reading an idempotency key"))?;
+        Ok(row.map(|(scope, key, fingerprint, status, location, body, created_at)| IdempotencyRecord {
+            scope,
+            key,
+            fingerprint,
+            status: status as u16,
+            location,
+            body,
+            created_at: Timestamp::from_micros(created_at),
+        }))
+    }
+
+    async fn highest_chat_number(&self, app: AppId) -> Result<u64> {
+        let n: Option<i64> = query_scalar("SELECT max(number) FROM chats WHERE application_id = ?1")
+            .bind(app.0)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(store_error("reading the highest chat number"))?;
+        Ok(n.unwrap_or(0) as u64)
+    }
+
+    async fn chat_seed(&self, app: AppId, chat: ChatNumber) -> Result<Option<u64>> {
+        let seed: Option<i64> = query_scalar(
+            "SELECT (SELECT coalesce(max(number), 0) FROM messages m \
+                     WHERE m.application_id = c.application_id AND m.chat_number = c.number) \
+             FROM chats c WHERE c.application_id = ?1 AND c.number = ?2",
+        )
+        .bind(app.0)
+        .bind(chat.as_i64())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(store_error("reading the highest message number"))?;
+        Ok(seed.map(|n| n as u64))
+    }
+
+    async fn write_batch(&self, batch: &[Queued]) -> Result<BatchOutcome> {
+        write::write_batch(&self.writer, batch).await
+    }
+
+    async fn reconcile(&self) -> Result<Reconciled> {
+        write::reconcile(&self.writer).await
+    }
+}

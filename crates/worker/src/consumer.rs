@@ -1,0 +1,104 @@
+//! One step of the pipeline: take a batch, write it, settle its deliveries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatsys_core::ports::{BatchOutcome, CommandSource, Delivery, Store};
+use chatsys_core::{Error, ErrorKind, Queued, Result};
+
+use crate::batcher::{BatchConfig, next_batch};
+
+pub struct Consumer {
+    source: Box<dyn CommandSource>,
+    store: Arc<dyn Store>,
+    config: BatchConfig,
+}
+
+/// What one call of [`Consumer::process_next_batch`] did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The batch was written and acknowledged.
+    Written { commands: usize, outcome: BatchOutcome },
+    /// Some or all deliveries could not be written and were failed back to their producer.
+    Failed { commands: usize, failed: usize },
+    /// The source is closed and drained: nothing more will come.
+    Closed,
+}
+
+/// Attempts at writing a batch before giving up on it (transient store trouble).
+const WRITE_ATTEMPTS: u32 = 3;
+
+impl Consumer {
+    pub fn new(source: Box<dyn CommandSource>, store: Arc<dyn Store>, config: BatchConfig) -> Self {
+        Self { source, store, config }
+    }
+
+    /// Runs until the source is closed and drained.
+    pub async fn run(mut self) {
+        loop {
+            match self.process_next_batch().await {
+                Outcome::Closed => break,
+                Outcome::Written { commands, outcome } => {
+                    tracing::debug!(commands, created = outcome.messages_created, "batch written");
+                }
+                Outcome::Failed { commands, failed } => {
+                    tracing::warn!(commands, failed, "batch not written");
+                }
+            }
+        }
+        tracing::info!("create pipeline drained");
+    }
+
+    pub async fn process_next_batch(&mut self) -> Outcome {
+        let Some(batch) = next_batch(self.source.as_mut(), self.config).await else { return Outcome::Closed };
+        let commands: Vec<Queued> = batch.iter().flat_map(|d| d.commands.iter().cloned()).collect();
+        match write(self.store.as_ref(), &commands).await {
+            Ok(outcome) => {
+                settle_all(batch, None).await;
+                Outcome::Written { commands: commands.len(), outcome }
+            }
+            // A command the store rejects outright must not take the rest of its batch down
+            // with it: write the deliveries one by one and fail only the ones that fail.
+            Err(e) if e.kind() == ErrorKind::Internal && batch.len() > 1 => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "batch rejected, writing its deliveries one by one");
+                let mut failed = 0;
+                for delivery in batch {
+                    let result = write(self.store.as_ref(), &delivery.commands).await;
+                    if result.is_err() {
+                        failed += delivery.commands.len();
+                    }
+                    settle_all(vec![delivery], result.err().as_ref()).await;
+                }
+                Outcome::Failed { commands: commands.len(), failed }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), commands = commands.len(), "batch not written");
+                settle_all(batch, Some(&e)).await;
+                Outcome::Failed { commands: commands.len(), failed: commands.len() }
+            }
+        }
+    }
+}
+
+/// Writes a batch, retrying briefly while the store is unavailable.
+async fn write(store: &dyn Store, commands: &[Queued]) -> Result<BatchOutcome> {
+    let mut attempt = 1;
+    loop {
+        match store.write_batch(commands).await {
+            Err(e) if e.kind() == ErrorKind::Unavailable && attempt < WRITE_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn settle_all(batch: Vec<Delivery>, error: Option<&Error>) {
+    for delivery in batch {
+        match error {
+            None => delivery.receipt.ack().await,
+            Some(e) => delivery.receipt.fail(e).await,
+        }
+    }
+}
