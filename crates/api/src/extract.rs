@@ -38,7 +38,7 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonObject {
             return Ok(Self);
         }
         require_json_content_type(&headers)?;
-        parse_json::<serde_json::Map<String, serde_json::Value>>(&bytes)?;
+        parse_json::<serde_json::Value>(&bytes)?;
         Ok(Self)
     }
 }
@@ -71,24 +71,20 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
     })
 }
 
+/// Syntax first (400), then shape (422): a body that is not JSON at all is a 400 even when
+/// its first object already lacks a field.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let not_json = |e: serde_json::Error| ApiError::bad_request(format!("the request body is not valid JSON: {e}"));
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize(&mut de) {
-        Ok(value) => {
-            de.end().map_err(not_json)?;
-            Ok(value)
-        }
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.classify() != serde_json::error::Category::Data {
-                return Err(not_json(inner));
-            }
-            let at = if path == "." { String::new() } else { format!("{path}: ") };
-            Err(ApiError::unprocessable(format!("{at}{}", without_position(&inner))))
-        }
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    // every body of this API is an object (serde would also take a struct from an array)
+    if !value.is_object() {
+        return Err(ApiError::unprocessable("the request body must be a JSON object"));
     }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { String::new() } else { format!("{path}: ") };
+        ApiError::unprocessable(format!("{at}{}", without_position(e.inner())))
+    })
 }
 
 /// serde_json appends "at line 1 column 12" to data errors; the field path says more.

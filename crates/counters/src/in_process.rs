@@ -18,9 +18,14 @@ use tokio::sync::OnceCell;
 
 pub struct InProcessNumbering {
     store: Arc<dyn Store>,
-    apps: Mutex<HashMap<AppId, Arc<OnceCell<Counter>>>>,
-    chats: Mutex<HashMap<(AppId, ChatNumber), Arc<OnceCell<Counter>>>>,
+    /// Chat counters, per application.
+    apps: Mutex<HashMap<AppId, Slot>>,
+    /// Message counters, per chat.
+    chats: Mutex<HashMap<(AppId, ChatNumber), Slot>>,
 }
+
+/// A counter that is seeded from the store on first use.
+type Slot = Arc<OnceCell<Counter>>;
 
 struct Counter {
     floor: u64,
@@ -56,7 +61,7 @@ impl InProcessNumbering {
         Self { store, apps: Mutex::default(), chats: Mutex::default() }
     }
 
-    async fn app_counter(&self, app: AppId) -> Result<Arc<OnceCell<Counter>>> {
+    async fn app_counter(&self, app: AppId) -> Result<Slot> {
         let cell = self.apps.lock().expect("poisoned").entry(app).or_default().clone();
         cell.get_or_try_init(|| async { Ok::<_, Error>(Counter::seeded(self.store.highest_chat_number(app).await?)) })
             .await?;
@@ -64,7 +69,7 @@ impl InProcessNumbering {
     }
 
     /// The chat's message counter, seeded on first use; `None` when the chat does not exist.
-    async fn chat_counter(&self, app: AppId, chat: ChatNumber) -> Result<Option<Arc<OnceCell<Counter>>>> {
+    async fn chat_counter(&self, app: AppId, chat: ChatNumber) -> Result<Option<Slot>> {
         let apps = self.app_counter(app).await?;
         let chats = apps.get().expect("seeded above");
         if chat.get() > chats.last.load(Ordering::SeqCst) || chats.voids.lock().expect("poisoned").contains(&chat.get())

@@ -1,0 +1,277 @@
+//! The store contract, written once and run against every backend: each backend's test file
+//! calls `store_contract!(open)` with a function that opens a fresh, empty store.
+
+use chatsys_core::ports::Store;
+use chatsys_core::{
+    AppId, AppName, AppToken, ChatNumber, Command, IdempotencyRecord, MessageBody, MessageNumber, NewApplication,
+    Queued, Timestamp,
+};
+
+#[macro_export]
+macro_rules! store_contract {
+    ($open:path) => {
+        $crate::store_contract!($open;
+            a_redelivered_batch_changes_nothing,
+            an_edit_that_overtakes_its_create_still_wins,
+            the_newest_edit_wins_whatever_the_order,
+            a_message_before_its_chat_creates_the_chat_and_the_create_sets_its_time,
+            counts_move_by_the_rows_actually_inserted,
+            idempotency_records_are_kept_with_the_batch_and_expire_after_a_day,
+            lists_page_in_order_and_seeds_report_the_highest_numbers,
+            applications_are_created_renamed_and_listed_in_creation_order,
+        );
+    };
+    ($open:path; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, _guard) = $open().await;
+                suite::$name(store.as_ref()).await;
+            }
+        )+
+    };
+}
+
+pub async fn new_app(store: &dyn Store) -> AppId {
+    let new =
+        NewApplication { token: AppToken::generate(), name: AppName::parse("suite").unwrap(), at: Timestamp::now() };
+    store.create_application(&new, None).await.unwrap().id
+}
+
+fn chat(n: u64) -> ChatNumber {
+    ChatNumber::new(n).unwrap()
+}
+
+fn msg(n: u64) -> MessageNumber {
+    MessageNumber::new(n).unwrap()
+}
+
+fn body(s: &str) -> MessageBody {
+    MessageBody::parse(s.to_owned()).unwrap()
+}
+
+pub fn create_chat(app: AppId, n: u64, at: i64) -> Queued {
+    Command::CreateChat { app, chat: chat(n), at: Timestamp::from_micros(at) }.into()
+}
+
+pub fn create_message(app: AppId, c: u64, n: u64, text: &str, at: i64) -> Queued {
+    Command::CreateMessage { app, chat: chat(c), number: msg(n), body: body(text), at: Timestamp::from_micros(at) }
+        .into()
+}
+
+pub fn edit_message(app: AppId, c: u64, n: u64, text: &str, at: i64) -> Queued {
+    Command::EditMessage { app, chat: chat(c), number: msg(n), body: body(text), at: Timestamp::from_micros(at) }.into()
+}
+
+async fn counts(store: &dyn Store, app: AppId, chats: &[u64]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for c in chats {
+        out.push(store.chat(app, chat(*c)).await.unwrap().map_or(u64::MAX, |c| c.messages_count));
+    }
+    out
+}
+
+async fn chats_count(store: &dyn Store, app: AppId) -> u64 {
+    let apps = store.list_applications(None, 1000).await.unwrap();
+    apps.iter().find(|a| a.id == app).unwrap().chats_count
+}
+
+const T: i64 = 1_795_000_000_000_000;
+
+pub async fn a_redelivered_batch_changes_nothing(store: &dyn Store) {
+    let app = new_app(store).await;
+    let mut batch = vec![
+        create_chat(app, 1, T),
+        create_message(app, 1, 1, "one", T + 1),
+        create_message(app, 1, 2, "two", T + 2),
+        edit_message(app, 1, 1, "one, edited", T + 3),
+    ];
+    batch[1].idempotency = Some(IdempotencyRecord {
+        scope: "/s".into(),
+        key: "k".into(),
+        fingerprint: "f".into(),
+        status: 201,
+        location: "/l".into(),
+        body: "{}".into(),
+        created_at: Timestamp::now(),
+    });
+    let first = store.write_batch(&batch).await.unwrap();
+    assert_eq!((first.chats_created, first.messages_created, first.edits_applied), (1, 2, 1));
+    assert_eq!(first.changed.len(), 2, "each changed message once, with its final body");
+    assert_eq!(first.changed.iter().find(|c| c.number == msg(1)).unwrap().body, "one, edited");
+    let again = store.write_batch(&batch).await.unwrap();
+    assert_eq!((again.chats_created, again.messages_created, again.edits_applied), (0, 0, 0));
+    assert!(again.changed.is_empty());
+    assert_eq!(counts(store, app, &[1]).await, [2]);
+    assert_eq!(chats_count(store, app).await, 1);
+    let m = store.message(app, chat(1), msg(1)).await.unwrap().unwrap();
+    assert_eq!((m.body.as_str(), m.created_at.as_micros(), m.updated_at.as_micros()), ("one, edited", T + 1, T + 3));
+}
+
+pub async fn an_edit_that_overtakes_its_create_still_wins(store: &dyn Store) {
+    let app = new_app(store).await;
+    store.write_batch(&[create_chat(app, 1, T)]).await.unwrap();
+    // the edit lands first, in a batch of its own
+    let edit = store.write_batch(&[edit_message(app, 1, 1, "edited", T + 5)]).await.unwrap();
+    assert_eq!((edit.messages_created, edit.edits_applied), (1, 1));
+    let create = store.write_batch(&[create_message(app, 1, 1, "original", T + 1)]).await.unwrap();
+    assert_eq!((create.messages_created, create.changed.len()), (0, 0), "the create changes no text");
+    let m = store.message(app, chat(1), msg(1)).await.unwrap().unwrap();
+    assert_eq!(m.body, "edited");
+    assert_eq!(m.created_at.as_micros(), T + 1, "the create still sets the creation time");
+    assert_eq!(m.updated_at.as_micros(), T + 5);
+    assert_eq!(counts(store, app, &[1]).await, [1], "counted once");
+
+    // in one batch, edit first and create second, with an edit timestamp that lags the
+    // create's (clock skew between servers): the edit still wins
+    let out = store
+        .write_batch(&[edit_message(app, 1, 2, "edited too", T + 1), create_message(app, 1, 2, "original", T + 9)])
+        .await
+        .unwrap();
+    assert_eq!(out.messages_created, 1);
+    assert_eq!(store.message(app, chat(1), msg(2)).await.unwrap().unwrap().body, "edited too");
+    assert_eq!(counts(store, app, &[1]).await, [2]);
+}
+
+pub async fn the_newest_edit_wins_whatever_the_order(store: &dyn Store) {
+    let app = new_app(store).await;
+    store.write_batch(&[create_chat(app, 1, T), create_message(app, 1, 1, "v0", T + 1)]).await.unwrap();
+    store.write_batch(&[edit_message(app, 1, 1, "v3", T + 30)]).await.unwrap();
+    let stale = store.write_batch(&[edit_message(app, 1, 1, "v2", T + 20)]).await.unwrap();
+    assert_eq!((stale.edits_applied, stale.changed.len()), (0, 0), "a stale edit is a no-op");
+    let both = store
+        .write_batch(&[edit_message(app, 1, 1, "v5", T + 50), edit_message(app, 1, 1, "v4", T + 40)])
+        .await
+        .unwrap();
+    assert_eq!(both.changed.len(), 1);
+    assert_eq!(both.changed[0].body, "v5");
+    let m = store.message(app, chat(1), msg(1)).await.unwrap().unwrap();
+    assert_eq!((m.body.as_str(), m.updated_at.as_micros()), ("v5", T + 50));
+}
+
+pub async fn a_message_before_its_chat_creates_the_chat_and_the_create_sets_its_time(store: &dyn Store) {
+    let app = new_app(store).await;
+    let out = store.write_batch(&[create_message(app, 3, 1, "early", T + 10)]).await.unwrap();
+    assert_eq!((out.chats_created, out.messages_created), (1, 1));
+    assert_eq!(chats_count(store, app).await, 1);
+    let out = store.write_batch(&[create_chat(app, 3, T)]).await.unwrap();
+    assert_eq!(out.chats_created, 0);
+    let c = store.chat(app, chat(3)).await.unwrap().unwrap();
+    assert_eq!((c.created_at.as_micros(), c.messages_count), (T, 1));
+    assert_eq!(chats_count(store, app).await, 1, "the chat is counted once");
+}
+
+pub async fn counts_move_by_the_rows_actually_inserted(store: &dyn Store) {
+    let app = new_app(store).await;
+    let other = new_app(store).await;
+    let batch = vec![
+        create_chat(app, 1, T),
+        create_chat(app, 1, T), // a duplicate inside one batch
+        create_chat(app, 2, T),
+        create_chat(other, 1, T),
+        create_message(app, 1, 1, "a", T),
+        create_message(app, 1, 1, "a", T),
+        create_message(app, 1, 2, "b", T),
+        create_message(app, 2, 1, "c", T),
+        create_message(other, 1, 1, "d", T),
+    ];
+    let out = store.write_batch(&batch).await.unwrap();
+    assert_eq!((out.chats_created, out.messages_created), (3, 4));
+    assert_eq!(counts(store, app, &[1, 2]).await, [2, 1]);
+    assert_eq!(counts(store, other, &[1]).await, [1]);
+    assert_eq!((chats_count(store, app).await, chats_count(store, other).await), (2, 1));
+    let r = store.reconcile().await.unwrap();
+    assert_eq!((r.applications_fixed, r.chats_fixed), (0, 0), "nothing to repair");
+}
+
+pub async fn idempotency_records_are_kept_with_the_batch_and_expire_after_a_day(store: &dyn Store) {
+    let app = new_app(store).await;
+    let record = |key: &str, age_micros: i64| IdempotencyRecord {
+        scope: "/applications/x/chats".into(),
+        key: key.into(),
+        fingerprint: "fp".into(),
+        status: 201,
+        location: "/applications/x/chats/1".into(),
+        body: r#"{"number":1}"#.into(),
+        created_at: Timestamp::from_micros(Timestamp::now().as_micros() - age_micros),
+    };
+    let mut fresh = create_chat(app, 1, T);
+    fresh.idempotency = Some(record("fresh", 0));
+    let mut old = create_chat(app, 2, T);
+    old.idempotency = Some(record("old", IdempotencyRecord::RETENTION_MICROS + 1_000_000));
+    store.write_batch(&[fresh, old]).await.unwrap();
+    let got = store.idempotency_record("/applications/x/chats", "fresh").await.unwrap().unwrap();
+    assert_eq!(got, record("fresh", 0).clone_with_time(got.created_at));
+    assert_eq!(store.idempotency_record("/applications/x/chats", "old").await.unwrap(), None, "expired");
+    assert_eq!(store.idempotency_record("/other/scope", "fresh").await.unwrap(), None, "keys are per path");
+    assert_eq!(store.reconcile().await.unwrap().idempotency_records_expired, 1);
+}
+
+trait WithTime {
+    fn clone_with_time(&self, at: Timestamp) -> Self;
+}
+
+impl WithTime for IdempotencyRecord {
+    fn clone_with_time(&self, at: Timestamp) -> Self {
+        IdempotencyRecord { created_at: at, ..self.clone() }
+    }
+}
+
+pub async fn lists_page_in_order_and_seeds_report_the_highest_numbers(store: &dyn Store) {
+    let app = new_app(store).await;
+    assert_eq!(store.highest_chat_number(app).await.unwrap(), 0);
+    assert_eq!(store.chat_seed(app, chat(1)).await.unwrap(), None);
+    let mut batch: Vec<Queued> = (1..=5).map(|n| create_chat(app, n, T + n as i64)).collect();
+    batch.extend((1..=7).map(|n| create_message(app, 2, n, &format!("m{n}"), T + 10 + n as i64)));
+    store.write_batch(&batch).await.unwrap();
+    assert_eq!(store.highest_chat_number(app).await.unwrap(), 5);
+    assert_eq!(store.chat_seed(app, chat(2)).await.unwrap(), Some(7));
+    assert_eq!(store.chat_seed(app, chat(1)).await.unwrap(), Some(0));
+    assert_eq!(store.chat_seed(app, chat(6)).await.unwrap(), None);
+
+    let page: Vec<u64> = store.list_chats(app, None, 2).await.unwrap().iter().map(|c| c.number.get()).collect();
+    assert_eq!(page, [1, 2]);
+    let page: Vec<u64> =
+        store.list_chats(app, Some(chat(2)), 10).await.unwrap().iter().map(|c| c.number.get()).collect();
+    assert_eq!(page, [3, 4, 5]);
+    let page: Vec<u64> =
+        store.list_messages(app, chat(2), Some(msg(4)), 2).await.unwrap().iter().map(|m| m.number.get()).collect();
+    assert_eq!(page, [5, 6]);
+    let m = store.message(app, chat(2), msg(7)).await.unwrap().unwrap();
+    assert_eq!((m.chat_number, m.body.as_str(), m.created_at.as_micros()), (chat(2), "m7", T + 17));
+    assert_eq!(store.message(app, chat(2), msg(8)).await.unwrap(), None);
+    assert_eq!(store.message(app, chat(1), msg(1)).await.unwrap(), None);
+}
+
+pub async fn applications_are_created_renamed_and_listed_in_creation_order(store: &dyn Store) {
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        let new = NewApplication {
+            token: AppToken::generate(),
+            name: AppName::parse(&format!("app {i}")).unwrap(),
+            at: Timestamp::now(),
+        };
+        let app = store.create_application(&new, None).await.unwrap();
+        assert_eq!((app.name.as_str(), app.chats_count, app.created_at), (new.name.as_str(), 0, new.at));
+        tokens.push(new.token);
+    }
+    let renamed = store
+        .rename_application(&tokens[1], &AppName::parse("renamed").unwrap(), Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.name, "renamed");
+    assert!(renamed.updated_at > renamed.created_at);
+    assert_eq!(store.application(&tokens[1]).await.unwrap().unwrap().name, "renamed");
+    assert_eq!(
+        store.rename_application(&AppToken::generate(), &AppName::parse("x").unwrap(), Timestamp::now()).await.unwrap(),
+        None
+    );
+    assert_eq!(store.application(&AppToken::generate()).await.unwrap(), None);
+
+    let first = store.list_applications(None, 2).await.unwrap();
+    let last = &first[1];
+    let rest = store.list_applications(Some(&(last.created_at, last.token.clone())), 10).await.unwrap();
+    let listed: Vec<AppToken> = first.iter().chain(&rest).map(|a| a.token.clone()).collect();
+    assert_eq!(listed, tokens);
+}
