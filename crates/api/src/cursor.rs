@@ -7,17 +7,20 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Cursor {
     /// After the application created at this time with this token.
     Application { created_at: i64, token: String },
     /// After this chat or message number.
     Number(u64),
+    /// After the search hit with this score and message number.
+    Search { score: f32, number: u64 },
 }
 
 const VERSION: u8 = 1;
 const APPLICATION: u8 = b'a';
 const NUMBER: u8 = b'n';
+const SEARCH: u8 = b's';
 const CHECKSUM_LEN: usize = 4;
 
 fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_LEN] {
@@ -37,6 +40,11 @@ impl Cursor {
             Cursor::Number(n) => {
                 bytes.push(NUMBER);
                 bytes.extend_from_slice(&n.to_be_bytes());
+            }
+            Cursor::Search { score, number } => {
+                bytes.push(SEARCH);
+                bytes.extend_from_slice(&number.to_be_bytes());
+                bytes.extend_from_slice(&score.to_bits().to_be_bytes());
             }
         }
         let sum = checksum(&bytes);
@@ -61,6 +69,9 @@ impl Cursor {
                 token: String::from_utf8(token.to_vec()).map_err(|_| invalid())?,
             }),
             (NUMBER, []) => Ok(Cursor::Number(value as u64)),
+            (SEARCH, &[a, b, c, d]) => {
+                Ok(Cursor::Search { score: f32::from_bits(u32::from_be_bytes([a, b, c, d])), number: value as u64 })
+            }
             _ => Err(invalid()),
         }
     }

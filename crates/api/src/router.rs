@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::error::{ApiError, problem_response};
-use crate::routes::{applications, chats, health, messages};
+use crate::routes::{applications, chats, health, messages, search};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -21,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         .route("/applications/{token}/chats", post(chats::create).get(chats::list))
         .route("/applications/{token}/chats/{chat}", get(chats::get))
         .route("/applications/{token}/chats/{chat}/messages", post(messages::create).get(messages::list))
+        .route("/applications/{token}/chats/{chat}/messages/search", get(search::search))
         .route(
             "/applications/{token}/chats/{chat}/messages/{message}",
             get(messages::get).put(messages::update).patch(messages::update),

@@ -1,7 +1,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use chatsys_core::ports::{CreateQueue, IdempotencyKeys, Numbering, Store};
+use chatsys_core::ports::{CreateQueue, IdempotencyKeys, Numbering, SearchIndex, Store};
 use chatsys_core::{AppId, AppToken};
 use quick_cache::sync::Cache;
 
@@ -13,6 +13,8 @@ pub struct Services {
     pub numbering: Arc<dyn Numbering>,
     pub queue: Arc<dyn CreateQueue>,
     pub idempotency: Arc<dyn IdempotencyKeys>,
+    /// `None` where no shared index is configured: search then answers 503.
+    pub search: Option<Arc<dyn SearchIndex>>,
     /// When set, `GET /applications` requires `Authorization: Bearer <admin token>`.
     pub admin_token: Option<String>,
     /// The largest request body accepted, in bytes.

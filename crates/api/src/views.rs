@@ -76,6 +76,15 @@ impl From<&Message> for MessageView {
     }
 }
 
+/// A search hit: the message and its body with every match marked.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SearchHitView {
+    #[serde(flatten)]
+    pub message: MessageView,
+    /// The body, HTML-escaped, with each match wrapped in `<mark>…</mark>`.
+    pub highlight: String,
+}
+
 /// The body of `POST /applications` and `PUT /applications/{token}`.
 #[derive(Debug, Deserialize)]
 pub struct NameInput {

@@ -74,6 +74,7 @@ async fn a_create_that_cannot_be_made_durable_answers_503_and_its_chat_never_exi
         numbering: Arc::new(InProcessNumbering::new(store.clone())),
         queue: outage.clone(),
         idempotency: Arc::new(LocalIdempotencyKeys::new(store.clone())),
+        search: None,
         admin_token: None,
         body_limit: 256 * 1024,
     }));
@@ -122,6 +123,7 @@ async fn readiness_names_the_dependency_that_is_down() {
         numbering: Arc::new(InProcessNumbering::new(store.clone())),
         queue: Arc::new(queue),
         idempotency: Arc::new(LocalIdempotencyKeys::new(store.clone())),
+        search: None,
         admin_token: None,
         body_limit: 256 * 1024,
     }));

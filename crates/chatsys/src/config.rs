@@ -57,6 +57,10 @@ pub struct Config {
     #[arg(long, env = "CHATSYS_QUEUE_CAPACITY", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub queue_capacity: u32,
 
+    /// Embedded mode: how often new and edited messages are committed to the search index
+    #[arg(long, env = "CHATSYS_SEARCH_COMMIT_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration, global = true)]
+    pub search_commit_interval: Duration,
+
     /// The largest request body accepted, in bytes (larger ones get 413)
     #[arg(long, env = "CHATSYS_BODY_LIMIT", default_value_t = 256 * 1024, global = true)]
     pub body_limit: usize,
@@ -116,6 +120,7 @@ impl fmt::Debug for Config {
             .field("batch_max", &self.batch_max)
             .field("batch_linger", &self.batch_linger)
             .field("queue_capacity", &self.queue_capacity)
+            .field("search_commit_interval", &self.search_commit_interval)
             .field("body_limit", &self.body_limit)
             .finish()
     }

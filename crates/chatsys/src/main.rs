@@ -26,6 +26,8 @@ enum Command {
     Serve,
     /// Recompute chats_count and messages_count from the rows once, then exit
     Reconcile,
+    /// Rebuild the search index from the store (embedded mode: stop the server first)
+    Reindex,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => wiring::serve(cli.config).await,
             Command::Reconcile => wiring::reconcile_once(cli.config).await,
+            Command::Reindex => wiring::reindex(cli.config).await,
         }
     });
     if let Err(e) = &result {

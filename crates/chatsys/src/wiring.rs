@@ -9,6 +9,7 @@ use chatsys_api::{AppState, Services, router};
 use chatsys_core::ports::Store;
 use chatsys_counters::{InProcessNumbering, LocalIdempotencyKeys};
 use chatsys_queue::in_process;
+use chatsys_search::{TantivyConfig, TantivyIndex};
 use chatsys_store::SqliteStore;
 use chatsys_worker::{BatchConfig, Consumer, reconcile};
 use tokio::net::TcpListener;
@@ -50,12 +51,45 @@ async fn open_embedded_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>
     Ok(Arc::new(store))
 }
 
+pub async fn reindex(config: Config) -> anyhow::Result<()> {
+    match config.mode().map_err(anyhow::Error::msg)? {
+        Mode::Embedded => {
+            let store = open_embedded_store(&config).await?;
+            let dir = search_dir(&config);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+            // opening an empty index catches it up with everything in the store
+            let index = open_embedded_index(&config, &store).await?;
+            index.close().await;
+            store.close().await;
+            tracing::info!(dir = %dir.display(), "search index rebuilt");
+            Ok(())
+        }
+        Mode::Distributed => bail!("distributed mode (MySQL, Redis, RabbitMQ) is not part of this build yet"),
+    }
+}
+
+fn search_dir(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("search")
+}
+
+async fn open_embedded_index(config: &Config, store: &Arc<SqliteStore>) -> anyhow::Result<Arc<TantivyIndex>> {
+    let search = TantivyConfig { commit_interval: config.search_commit_interval, ..TantivyConfig::default() };
+    let index = TantivyIndex::open(search_dir(config), store.clone(), search)
+        .await
+        .with_context(|| format!("opening the search index in {}", search_dir(config).display()))?;
+    Ok(Arc::new(index))
+}
+
 async fn serve_embedded(config: Config) -> anyhow::Result<()> {
     let store = open_embedded_store(&config).await?;
-    tracing::info!(data_dir = %config.data_dir.display(), "embedded mode: sqlite store, in-process numbering and queue");
+    let index = open_embedded_index(&config, &store).await?;
+    tracing::info!(data_dir = %config.data_dir.display(), "embedded mode: sqlite store, tantivy search, in-process numbering and queue");
     let (queue, source) = in_process::channel(config.queue_capacity as usize, ENQUEUE_TIMEOUT);
     let batches = BatchConfig { max_commands: config.batch_max as usize, linger: config.batch_linger };
-    let writer = tokio::spawn(Consumer::new(Box::new(source), store.clone(), batches).run());
+    let consumer = Consumer::new(Box::new(source), store.clone(), batches).with_search(index.clone());
+    let writer = tokio::spawn(consumer.run());
     let reconciler = tokio::spawn(reconcile::run(store.clone(), config.reconcile_interval));
 
     let services = Services {
@@ -63,6 +97,7 @@ async fn serve_embedded(config: Config) -> anyhow::Result<()> {
         numbering: Arc::new(InProcessNumbering::new(store.clone())),
         queue: Arc::new(queue),
         idempotency: Arc::new(LocalIdempotencyKeys::new(store.clone())),
+        search: Some(index.clone()),
         admin_token: config.admin_token.clone(),
         body_limit: config.body_limit,
     };
@@ -72,6 +107,7 @@ async fn serve_embedded(config: Config) -> anyhow::Result<()> {
     // what is left and stops.
     writer.await.context("the writer task failed")?;
     reconciler.abort();
+    index.close().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -200,3 +200,58 @@ async fn an_idempotency_key_replays_the_first_answer_even_after_a_restart() {
     let next = server.post(&path, json!({"body": "last"})).await;
     assert_eq!(next.json["number"], 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn search_reflects_every_acknowledged_create_and_edit_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    // a long commit interval: nothing reaches the index's disk before the kill
+    let server = Arc::new(Server::start_with(dir.path(), &[("CHATSYS_SEARCH_COMMIT_INTERVAL", "1h")]));
+    let token = server.new_app().await;
+    let chat = server.new_chat(&token).await;
+    let path = format!("/applications/{token}/chats/{chat}/messages");
+    let created: Vec<u64> = stream::iter(0..300)
+        .map(|i| {
+            let (server, path) = (server.clone(), path.clone());
+            async move {
+                let r = server.post(&path, json!({"body": format!("original words {i}")})).await;
+                assert_eq!(r.status, 201);
+                r.json["number"].as_u64().unwrap()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let edited: Vec<u64> = created.iter().copied().filter(|n| n % 3 == 0).collect();
+    stream::iter(edited.clone())
+        .for_each_concurrent(16, |n| {
+            let (server, path) = (server.clone(), path.clone());
+            async move {
+                let r = server
+                    .request("PUT", &format!("{path}/{n}"), Some(json!({"body": format!("replaced text {n}")})))
+                    .await;
+                assert_eq!(r.status, 200, "{r:?}");
+            }
+        })
+        .await;
+    Arc::into_inner(server).unwrap().kill();
+
+    let server = Server::start(dir.path());
+    let found = |q: &'static str| {
+        let server = &server;
+        let path = format!("{path}/search?q={q}&limit=1000");
+        async move {
+            let r = server.get(&path).await;
+            assert_eq!(r.status, 200, "{r:?}");
+            let mut numbers: Vec<u64> =
+                r.json.as_array().unwrap().iter().map(|h| h["number"].as_u64().unwrap()).collect();
+            numbers.sort_unstable();
+            numbers
+        }
+    };
+    let mut originals: Vec<u64> = created.iter().copied().filter(|n| n % 3 != 0).collect();
+    originals.sort_unstable();
+    let mut edited = edited;
+    edited.sort_unstable();
+    assert_eq!(found("original").await, originals, "every create is findable, edited ones only by their new text");
+    assert_eq!(found("replaced").await, edited, "every edit is findable");
+}

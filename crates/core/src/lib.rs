@@ -6,6 +6,7 @@ pub mod error;
 pub mod ids;
 pub mod model;
 pub mod ports;
+pub mod search;
 pub mod text;
 pub mod time;
 
@@ -13,5 +14,6 @@ pub use command::{Command, IdempotencyRecord, Queued};
 pub use error::{Error, ErrorKind, InvalidInput, Result};
 pub use ids::{AppId, AppToken, ChatNumber, MessageNumber};
 pub use model::{Application, Chat, Message, NewApplication};
+pub use search::SearchQuery;
 pub use text::{AppName, MessageBody};
 pub use time::Timestamp;

@@ -8,6 +8,7 @@ use crate::command::{IdempotencyRecord, Queued};
 use crate::error::{Error, Result};
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber};
 use crate::model::{Application, Chat, Message, NewApplication};
+use crate::search::SearchQuery;
 use crate::text::AppName;
 use crate::time::Timestamp;
 
@@ -48,6 +49,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Message>>;
 
+    /// The stored messages among `numbers`, in no particular order.
+    async fn messages_by_number(&self, app: AppId, chat: ChatNumber, numbers: &[MessageNumber])
+    -> Result<Vec<Message>>;
+
     /// The record of an idempotent request, if one younger than the retention period exists.
     async fn idempotency_record(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>>;
 
@@ -70,6 +75,9 @@ pub trait Store: Send + Sync + 'static {
 /// What a batch changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchOutcome {
+    /// The batch's place in the store's sequence of batches, where the store keeps one
+    /// (see [`ChangeFeed`]); 0 otherwise.
+    pub rev: u64,
     pub chats_created: u64,
     pub messages_created: u64,
     pub edits_applied: u64,
@@ -143,7 +151,7 @@ pub trait CreateQueue: Send + Sync + 'static {
 /// The consumer side of the create pipeline: deliveries of one or more commands each,
 /// acknowledged only after they are written.
 #[async_trait]
-pub trait CommandSource: Send + 'static {
+pub trait CommandSource: Send + Sync + 'static {
     /// The next delivery; `None` once the source is closed and drained.
     async fn next(&mut self) -> Option<Delivery>;
 }
@@ -184,4 +192,49 @@ pub trait IdempotencyKeys: Send + Sync + 'static {
 
     /// The request holding the key failed; a repeat may try again.
     async fn release(&self, scope: &str, key: &str);
+}
+
+/// A store's record of which messages each batch changed, for a search index that commits
+/// less often than the store and must catch up after a crash.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync + 'static {
+    /// Messages written by batches after `rev`, oldest batch first, at most `limit`, after
+    /// the position `after` (the last one returned by the previous call).
+    async fn changes_since(
+        &self,
+        rev: u64,
+        after: Option<&(u64, ChangedMessage)>,
+        limit: u32,
+    ) -> Result<Vec<(u64, ChangedMessage)>>;
+}
+
+/// Where a page of search hits ends: a hit's score and number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchPosition {
+    pub score: f32,
+    pub number: MessageNumber,
+}
+
+/// A message that matched, by relevance.
+pub type SearchHit = SearchPosition;
+
+/// Exact substring search per chat (see [`crate::search::SearchQuery`]).
+#[async_trait]
+pub trait SearchIndex: Send + Sync + 'static {
+    async fn ping(&self) -> Result<()>;
+
+    /// Makes these bodies the searchable text of their messages, replacing earlier ones.
+    /// `rev` is the batch's [`BatchOutcome::rev`].
+    async fn index(&self, changed: &[ChangedMessage], rev: u64) -> Result<()>;
+
+    /// Messages of this one chat whose body holds every term, best first (ties: higher
+    /// number first), strictly after `after`, at most `limit`.
+    async fn search(
+        &self,
+        app: AppId,
+        chat: ChatNumber,
+        query: &SearchQuery,
+        after: Option<SearchPosition>,
+        limit: u32,
+    ) -> Result<Vec<SearchHit>>;
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatsys_core::ports::{BatchOutcome, CommandSource, Delivery, Store};
+use chatsys_core::ports::{BatchOutcome, CommandSource, Delivery, SearchIndex, Store};
 use chatsys_core::{Error, ErrorKind, Queued, Result};
 
 use crate::batcher::{BatchConfig, next_batch};
@@ -11,6 +11,7 @@ use crate::batcher::{BatchConfig, next_batch};
 pub struct Consumer {
     source: Box<dyn CommandSource>,
     store: Arc<dyn Store>,
+    search: Option<Arc<dyn SearchIndex>>,
     config: BatchConfig,
 }
 
@@ -30,7 +31,13 @@ const WRITE_ATTEMPTS: u32 = 3;
 
 impl Consumer {
     pub fn new(source: Box<dyn CommandSource>, store: Arc<dyn Store>, config: BatchConfig) -> Self {
-        Self { source, store, config }
+        Self { source, store, search: None, config }
+    }
+
+    /// Indexes each written batch for search before acknowledging it.
+    pub fn with_search(mut self, search: Arc<dyn SearchIndex>) -> Self {
+        self.search = Some(search);
+        self
     }
 
     /// Runs until the source is closed and drained.
@@ -54,6 +61,7 @@ impl Consumer {
         let commands: Vec<Queued> = batch.iter().flat_map(|d| d.commands.iter().cloned()).collect();
         match write(self.store.as_ref(), &commands).await {
             Ok(outcome) => {
+                self.index(&outcome).await;
                 settle_all(batch, None).await;
                 Outcome::Written { commands: commands.len(), outcome }
             }
@@ -64,8 +72,9 @@ impl Consumer {
                 let mut failed = 0;
                 for delivery in batch {
                     let result = write(self.store.as_ref(), &delivery.commands).await;
-                    if result.is_err() {
-                        failed += delivery.commands.len();
+                    match &result {
+                        Ok(outcome) => self.index(outcome).await,
+                        Err(_) => failed += delivery.commands.len(),
                     }
                     settle_all(vec![delivery], result.err().as_ref()).await;
                 }
@@ -76,6 +85,18 @@ impl Consumer {
                 settle_all(batch, Some(&e)).await;
                 Outcome::Failed { commands: commands.len(), failed: commands.len() }
             }
+        }
+    }
+}
+
+impl Consumer {
+    /// The store is the truth: a batch that could not be indexed is still acknowledged, and
+    /// the index catches up from the store (on start, or by `chatsys reindex`).
+    async fn index(&self, outcome: &BatchOutcome) {
+        let Some(search) = &self.search else { return };
+        if let Err(e) = search.index(&outcome.changed, outcome.rev).await {
+            let cause = std::error::Error::source(&e).map(ToString::to_string);
+            tracing::error!(error = %e, cause, rev = outcome.rev, "batch not indexed for search");
         }
     }
 }

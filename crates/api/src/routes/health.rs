@@ -19,14 +19,28 @@ pub async fn healthz() -> Response {
 
 /// 200 when every dependency answers; otherwise 503 naming the first one that does not.
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let (store, queue, numbering) =
-        tokio::join!(check(state.store.ping()), check(state.queue.ping()), check(state.numbering.ping()),);
-    for (name, result) in [("store", store), ("queue", queue), ("numbering", numbering)] {
-        if let Err(reason) = result {
-            return Err(ApiError::unavailable(format!("{name} is not ready: {reason}")));
+    let search = async {
+        match &state.search {
+            Some(index) => check(index.ping()).await.map(|()| "ok"),
+            None => Ok("not configured"),
         }
+    };
+    let (store, queue, numbering, search) =
+        tokio::join!(check(state.store.ping()), check(state.queue.ping()), check(state.numbering.ping()), search,);
+    let checks = [
+        ("store", store.map(|()| "ok")),
+        ("queue", queue.map(|()| "ok")),
+        ("numbering", numbering.map(|()| "ok")),
+        ("search", search),
+    ];
+    let mut report = serde_json::Map::new();
+    for (name, result) in checks {
+        match result {
+            Ok(status) => report.insert(name.into(), status.into()),
+            Err(reason) => return Err(ApiError::unavailable(format!("{name} is not ready: {reason}"))),
+        };
     }
-    Ok(Json(json!({"status": "ready", "checks": {"store": "ok", "queue": "ok", "numbering": "ok"}})).into_response())
+    Ok(Json(json!({"status": "ready", "checks": report})).into_response())
 }
 
 async fn check(ping: impl Future<Output = Result<()>>) -> Result<(), String> {

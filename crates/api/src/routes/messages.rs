@@ -138,7 +138,7 @@ async fn wait_for_row(
     Ok(None)
 }
 
-async fn require_chat(state: &AppState, app: AppId, chat: ChatNumber) -> Result<(), ApiError> {
+pub(crate) async fn require_chat(state: &AppState, app: AppId, chat: ChatNumber) -> Result<(), ApiError> {
     if state.store.chat(app, chat).await?.is_some() || state.numbering.chat_exists(app, chat).await? {
         Ok(())
     } else {

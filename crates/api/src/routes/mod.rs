@@ -4,6 +4,7 @@ pub mod applications;
 pub mod chats;
 pub mod health;
 pub mod messages;
+pub mod search;
 
 use axum::Json;
 use axum::http::{HeaderValue, Uri, header};
@@ -15,7 +16,7 @@ use crate::error::ApiError;
 use crate::extract::Paging;
 
 /// A page of a list: the items as a JSON array and, when more follow, a `Link` to the next
-/// page that keeps every query parameter but `after`.
+/// page. `items` holds up to `limit + 1` items; the extra one only says that more follow.
 pub(crate) fn page_response<T, V>(
     uri: &Uri,
     paging: &Paging,
@@ -28,15 +29,22 @@ where
     let more = items.len() > paging.limit as usize;
     items.truncate(paging.limit as usize);
     let views: Vec<V> = items.iter().map(V::from).collect();
+    let next = items.last().filter(|_| more).map(cursor_of);
+    json_page(uri, &views, next)
+}
+
+/// A JSON array, with `Link: <…>; rel="next"` when `next` is given: the same URL with every
+/// query parameter but `after`, and `after` set to the cursor.
+pub(crate) fn json_page<V: Serialize>(uri: &Uri, views: &[V], next: Option<Cursor>) -> Response {
     let mut response = Json(views).into_response();
-    if let (true, Some(last)) = (more, items.last()) {
+    if let Some(next) = next {
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (name, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
             if name != "after" {
                 query.append_pair(&name, &value);
             }
         }
-        query.append_pair("after", &cursor_of(last).encode());
+        query.append_pair("after", &next.encode());
         let link = format!("<{}?{}>; rel=\"next\"", uri.path(), query.finish());
         if let Ok(value) = HeaderValue::from_str(&link) {
             response.headers_mut().insert(header::LINK, value);

@@ -8,7 +8,7 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatsys_core::ports::{BatchOutcome, Reconciled, Store};
+use chatsys_core::ports::{BatchOutcome, ChangeFeed, ChangedMessage, Reconciled, Store};
 use chatsys_core::{
     AppId, AppName, AppToken, Application, Chat, ChatNumber, Error, IdempotencyRecord, Message, MessageNumber,
     NewApplication, Queued, Result, Timestamp,
@@ -112,6 +112,47 @@ fn stored_number<T, E: std::error::Error + Send + Sync + 'static>(
     make: impl FnOnce(u64) -> Result<T, E>,
 ) -> Result<T> {
     make(n as u64).map_err(|e| Error::internal("stored number is out of range").with_source(e))
+}
+
+#[async_trait]
+impl ChangeFeed for SqliteStore {
+    async fn changes_since(
+        &self,
+        rev: u64,
+        after: Option<&(u64, ChangedMessage)>,
+        limit: u32,
+    ) -> Result<Vec<(u64, ChangedMessage)>> {
+        let (after_rev, app, chat, number) = after.map_or((rev as i64, i64::MAX, i64::MAX, i64::MAX), |(r, m)| {
+            (*r as i64, m.app.0, m.chat.as_i64(), m.number.as_i64())
+        });
+        let rows: Vec<(i64, i64, i64, i64, String)> = query_as(
+            "SELECT rev, application_id, chat_number, number, body FROM messages \
+             WHERE rev > ?1 AND (rev, application_id, chat_number, number) > (?2, ?3, ?4, ?5) \
+             ORDER BY rev, application_id, chat_number, number LIMIT ?6",
+        )
+        .bind(rev as i64)
+        .bind(after_rev)
+        .bind(app)
+        .bind(chat)
+        .bind(number)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(store_error("reading changed messages"))?;
+        rows.into_iter()
+            .map(|(rev, app, chat, number, body)| {
+                Ok((
+                    rev as u64,
+                    ChangedMessage {
+                        app: AppId(app),
+                        chat: stored_number(chat, ChatNumber::new)?,
+                        number: stored_number(number, MessageNumber::new)?,
+                        body,
+                    },
+                ))
+            })
+            .collect()
+    }
 }
 
 #[async_trait]
@@ -244,6 +285,32 @@ impl Store for SqliteStore {
         .await
         .map_err(store_error("listing messages"))?;
         rows.into_iter().map(message_from_row).collect()
+    }
+
+    async fn messages_by_number(
+        &self,
+        app: AppId,
+        chat: ChatNumber,
+        numbers: &[MessageNumber],
+    ) -> Result<Vec<Message>> {
+        let mut out = Vec::with_capacity(numbers.len());
+        for chunk in numbers.chunks(500) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT chat_number, number, body, created_at, updated_at FROM messages WHERE application_id = ",
+            );
+            qb.push_bind(app.0).push(" AND chat_number = ").push_bind(chat.as_i64()).push(" AND number IN (");
+            let mut list = qb.separated(", ");
+            for n in chunk {
+                list.push_bind(n.as_i64());
+            }
+            qb.push(")");
+            let rows: Vec<MessageRow> =
+                qb.build_query_as().fetch_all(&self.readers).await.map_err(store_error("reading messages"))?;
+            for row in rows {
+                out.push(message_from_row(row)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn idempotency_record(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>> {

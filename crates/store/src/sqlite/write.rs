@@ -24,7 +24,7 @@ pub(crate) async fn write_batch(writer: &SqlitePool, batch: &[Queued]) -> Result
         .await
         .map_err(err())?;
 
-    let mut outcome = BatchOutcome::default();
+    let mut outcome = BatchOutcome { rev: rev as u64, ..BatchOutcome::default() };
     let mut chats_added: HashMap<i64, i64> = HashMap::new();
     let mut messages_added: HashMap<ChatKey, i64> = HashMap::new();
     let mut changed: BTreeMap<MessageKey, &str> = BTreeMap::new();

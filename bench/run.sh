@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Benchmarks one embedded-mode chatsys (release build) with wrk, every scenario in one run
+# against the same server, and prints a Markdown table: throughput, p50/p99 latency, and
+# each scenario's throughput as a share of the same server's GET /healthz.
+#
+#   bench/run.sh [DURATION_SECONDS] [CONNECTIONS]        defaults: 10 64
+#
+# Needs wrk (apt-get install wrk). Load generator and server share the machine; read the
+# ratios, not the absolute numbers, on a shared or small machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-10}
+conns=${2:-64}
+threads=${BENCH_WRK_THREADS:-2}
+chats=${BENCH_CHATS:-1000}
+seed_messages=${BENCH_SEED_MESSAGES:-1000}
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+
+cargo build --release --locked -q
+work=$(mktemp -d)
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
+CHATSYS_LISTEN=127.0.0.1:0 CHATSYS_DATA_DIR="$work/data" RUST_LOG=warn,chatsys::wiring=info \
+  target/release/chatsys serve >"$work/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  addr=$(grep -ao 'listening addr=[0-9.:]*' "$work/server.log" | cut -d= -f2 || true)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+base="http://$addr"
+
+# the data the scenarios use: one application, $chats chats, $seed_messages messages in chat 1
+export TOKEN=$(curl -sf -X POST "$base/applications" -H 'Content-Type: application/json' -d '{"name":"bench"}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+python3 - "$base" "$TOKEN" "$chats" "$seed_messages" <<'PY'
+import concurrent.futures as cf, http.client, json, sys, urllib.parse
+base, token, chats, messages = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+u = urllib.parse.urlsplit(base)
+def post(path, body):
+    c = http.client.HTTPConnection(u.hostname, u.port)
+    c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    r = c.getresponse(); r.read(); assert r.status == 201, r.status
+with cf.ThreadPoolExecutor(16) as ex:
+    list(ex.map(lambda _: post(f"/applications/{token}/chats", {}), range(chats)))
+    list(ex.map(lambda i: post(f"/applications/{token}/chats/1/messages", {"body": f"seed message {i}"}), range(messages)))
+PY
+export CHATS=$chats HOT_CHAT=1 MESSAGES=$seed_messages
+
+rss_peak_kib=0
+sample_rss() { local r; r=$(awk '/VmRSS/ {print $2}' /proc/$pid/status); [ "$r" -gt "$rss_peak_kib" ] && rss_peak_kib=$r; true; }
+
+# run KIND [PACE_MS CONNS] -> prints "rps p50_ms p99_ms non2xx"
+run() {
+  local kind=$1 pace=${2:-} c=${3:-$conns} out
+  out=$(BENCH_KIND=$kind PACE_MS=$pace wrk -t"$threads" -c"$c" -d"${duration}s" --latency -s bench/wrk.lua "$base" &
+        wpid=$!; while kill -0 $wpid 2>/dev/null; do sample_rss; sleep 0.5; done; wait $wpid)
+  echo "$out" > "$work/wrk-$kind${pace:+-paced}.txt"
+  python3 - "$work/wrk-$kind${pace:+-paced}.txt" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+def ms(label):
+    m = re.search(r"^\s*" + label + r"\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+errs = re.search(r"Socket errors: (.*)", t)
+print(f"{rps:.0f} {ms('50%'):.2f} {ms('99%'):.2f} {bad.group(1) if bad else 0}{' ('+errs.group(1)+')' if errs else ''}")
+PY
+}
+
+echo "benchmark: ${duration}s per scenario, wrk -t$threads -c$conns, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+read -r h_rps h_p50 h_p99 h_bad <<<"$(run healthz)"
+row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$(awk -v a="$2" -v b="$h_rps" 'BEGIN{printf "%.0f %%", 100*a/b}')" "$3" "$4" "$5"; }
+echo
+echo "| scenario | req/s | share of /healthz | p50 ms | p99 ms | non-2xx |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+row "GET /healthz" "$h_rps" "$h_p50" "$h_p99" "$h_bad"
+for kind in create_chat create_message_spread create_message_hot get_message list_messages; do
+  read -r rps p50 p99 bad <<<"$(run $kind)"
+  row "$kind" "$rps" "$p50" "$p99" "$bad"
+  [ "$kind" = create_message_spread ] && peak=$rps
+done
+# paced: each connection waits 1 ms between requests, with as many connections as it takes
+# to offer about half the peak create rate
+pconns=$(awk -v p="$peak" 'BEGIN{c=int(p/2*1.3/1000+0.5); if (c<1) c=1; print c}')
+read -r rps p50 p99 bad <<<"$(run create_message_spread 1 "$pconns")"
+row "create_message_spread, paced to ~half of peak ($pconns conns)" "$rps" "$p50" "$p99" "$bad"
+echo
+echo "server peak RSS: $((rss_peak_kib / 1024)) MiB"

@@ -1,0 +1,61 @@
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::Uri;
+use axum::response::Response;
+use chatsys_core::ports::SearchPosition;
+use chatsys_core::search::highlight;
+use chatsys_core::{ChatNumber, MessageNumber, SearchQuery};
+
+use super::messages::require_chat;
+use super::{bad_path, json_page};
+use crate::cursor::{Cursor, wrong_list};
+use crate::error::ApiError;
+use crate::extract::{Paging, Segments};
+use crate::state::AppState;
+use crate::views::{MessageView, SearchHitView};
+
+/// `GET …/messages/search?q=…`: messages of this chat holding every term of `q` as a
+/// case-insensitive substring, by relevance, ties by descending number.
+pub async fn search(
+    State(state): State<AppState>,
+    Segments((token, chat)): Segments<(String, String)>,
+    uri: Uri,
+    paging: Paging,
+) -> Result<Response, ApiError> {
+    let chat = ChatNumber::parse(&chat).map_err(bad_path)?;
+    let q = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .find(|(name, _)| name == "q")
+        .map(|(_, value)| value.into_owned())
+        .ok_or_else(|| ApiError::bad_request("q is required: the text to search for"))?;
+    let query = SearchQuery::parse(&q).map_err(|e| ApiError::bad_request(e.0))?;
+    let after = match paging.after {
+        None => None,
+        Some(Cursor::Search { score, number }) => {
+            Some(SearchPosition { score, number: MessageNumber::new(number).map_err(|_| wrong_list())? })
+        }
+        Some(_) => return Err(wrong_list()),
+    };
+    let app = state.app_id(&token).await?;
+    let index = state.search.as_ref().ok_or_else(|| {
+        ApiError::unavailable("search is not available: this deployment has no search index configured")
+    })?;
+    require_chat(&state, app, chat).await?;
+
+    let mut hits = index.search(app, chat, &query, after, paging.limit + 1).await?;
+    let more = hits.len() > paging.limit as usize;
+    hits.truncate(paging.limit as usize);
+    let numbers: Vec<MessageNumber> = hits.iter().map(|h| h.number).collect();
+    let stored: HashMap<MessageNumber, _> =
+        state.store.messages_by_number(app, chat, &numbers).await?.into_iter().map(|m| (m.number, m)).collect();
+    // The store is the truth: a hit whose stored body no longer matches (the index has not
+    // caught up with an edit yet) is left out.
+    let views: Vec<SearchHitView> = hits
+        .iter()
+        .filter_map(|hit| stored.get(&hit.number))
+        .filter(|m| query.matches(&m.body))
+        .map(|m| SearchHitView { message: MessageView::from(m), highlight: highlight(&m.body, &query) })
+        .collect();
+    let next = hits.last().filter(|_| more).map(|h| Cursor::Search { score: h.score, number: h.number.get() });
+    Ok(json_page(&uri, &views, next))
+}

@@ -1,0 +1,8 @@
+//! Exact substring search per chat behind [`chatsys_core::ports::SearchIndex`]: Tantivy for
+//! embedded mode. What a match is, and how hits are highlighted, lives in
+//! [`chatsys_core::search`], so that every backend answers alike.
+
+pub mod ngram;
+pub mod tantivy;
+
+pub use self::tantivy::{TantivyConfig, TantivyIndex};

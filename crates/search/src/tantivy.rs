@@ -1,0 +1,377 @@
+//! Tantivy on local disk, for embedded mode.
+//!
+//! Writes go to one indexer thread through a channel, so a batch's 201s never wait for the
+//! index; the thread commits at most every `commit_interval` (a commit costs tens of ms).
+//! Each commit records the store's batch number (`rev`) it covers; on start the index
+//! catches up from the store's [`ChangeFeed`], so a crash between a store commit and an
+//! index commit loses nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ::tantivy::collector::TopDocs;
+use ::tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query, TermQuery};
+use ::tantivy::schema::{FAST, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
+use ::tantivy::tokenizer::TextAnalyzer;
+use ::tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument, Term};
+use async_trait::async_trait;
+use chatsys_core::ports::{ChangeFeed, ChangedMessage, SearchHit, SearchIndex, SearchPosition};
+use chatsys_core::{AppId, ChatNumber, Error, MessageNumber, Result, SearchQuery};
+
+use crate::ngram::{SHORT_GRAMS, ShortGrams, TRIGRAMS, Trigrams, trigrams_of};
+
+#[derive(Debug, Clone, Copy)]
+pub struct TantivyConfig {
+    /// The longest a change waits before it becomes searchable.
+    pub commit_interval: Duration,
+    /// The indexer's memory before it writes a segment.
+    pub memory_budget: usize,
+}
+
+impl Default for TantivyConfig {
+    fn default() -> Self {
+        Self { commit_interval: Duration::from_millis(500), memory_budget: 20_000_000 }
+    }
+}
+
+/// Bumped whenever the schema or the tokenizers change: an index of another version is
+/// rebuilt from the store on start.
+const SCHEMA_VERSION: u32 = 1;
+const CATCH_UP_PAGE: u32 = 5_000;
+
+#[derive(Clone, Copy)]
+struct Fields {
+    key: Field,
+    chat: Field,
+    number: Field,
+    trigrams: Field,
+    short: Field,
+}
+
+enum Job {
+    Index { docs: Vec<ChangedMessage>, rev: u64 },
+    Flush(tokio::sync::oneshot::Sender<Result<()>>),
+}
+
+pub struct TantivyIndex {
+    reader: IndexReader,
+    fields: Fields,
+    jobs: Mutex<Option<SyncSender<Job>>>,
+    healthy: Arc<AtomicBool>,
+    indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let grams = |tokenizer, option| {
+        TextOptions::default()
+            .set_indexing_options(TextFieldIndexing::default().set_tokenizer(tokenizer).set_index_option(option))
+    };
+    let fields = Fields {
+        key: builder.add_text_field("key", STRING),
+        chat: builder.add_text_field("chat", STRING),
+        number: builder.add_u64_field("number", FAST),
+        trigrams: builder.add_text_field("trigrams", grams(TRIGRAMS, IndexRecordOption::WithFreqsAndPositions)),
+        short: builder.add_text_field("short", grams(SHORT_GRAMS, IndexRecordOption::WithFreqs)),
+    };
+    (builder.build(), fields)
+}
+
+fn chat_key(app: AppId, chat: ChatNumber) -> String {
+    format!("{}/{chat}", app.0)
+}
+
+fn message_key(app: AppId, chat: ChatNumber, number: MessageNumber) -> String {
+    format!("{}/{chat}/{number}", app.0)
+}
+
+fn payload(rev: u64) -> String {
+    format!("{SCHEMA_VERSION}:{rev}")
+}
+
+/// The store batch the index covers, or `None` when the index must be rebuilt.
+fn covered_rev(index: &Index) -> Result<Option<u64>> {
+    let metas = index.load_metas().map_err(index_error("reading the index metadata"))?;
+    let Some(payload) = metas.payload else { return Ok(Some(0)) };
+    let parsed = payload.split_once(':').and_then(|(v, rev)| Some((v.parse::<u32>().ok()?, rev.parse::<u64>().ok()?)));
+    Ok(match parsed {
+        Some((SCHEMA_VERSION, rev)) => Some(rev),
+        _ => None,
+    })
+}
+
+fn index_error(context: &'static str) -> impl Fn(::tantivy::TantivyError) -> Error {
+    move |e| Error::unavailable(format!("the search index failed while {context}")).with_source(e)
+}
+
+fn open_dir(dir: &Path, fields_schema: Schema) -> Result<Index> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::unavailable(format!("cannot create {}", dir.display())).with_source(e))?;
+    let directory = ::tantivy::directory::MmapDirectory::open(dir)
+        .map_err(|e| Error::unavailable(format!("cannot open {}", dir.display())).with_source(e))?;
+    let index = Index::open_or_create(directory, fields_schema).map_err(index_error("opening the index"))?;
+    index.tokenizers().register(TRIGRAMS, TextAnalyzer::from(Trigrams));
+    index.tokenizers().register(SHORT_GRAMS, TextAnalyzer::from(ShortGrams));
+    Ok(index)
+}
+
+impl TantivyIndex {
+    /// Opens the index in `dir` (creating or rebuilding it as needed), brings it up to date
+    /// with the store, and starts the indexer thread.
+    pub async fn open(dir: PathBuf, feed: Arc<dyn ChangeFeed>, config: TantivyConfig) -> Result<Self> {
+        let (schema, fields) = schema();
+        let mut index = open_dir(&dir, schema.clone())?;
+        let covered = match covered_rev(&index)? {
+            Some(rev) if index.schema() == schema => rev,
+            _ => {
+                tracing::warn!(dir = %dir.display(), "search index is of another version: rebuilding it from the store");
+                drop(index);
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| Error::unavailable("cannot remove the outdated search index").with_source(e))?;
+                index = open_dir(&dir, schema)?;
+                0
+            }
+        };
+        let mut writer: IndexWriter = index
+            .writer_with_num_threads(1, config.memory_budget)
+            .map_err(index_error("opening the writer (is another chatsys using this data directory?)"))?;
+        let mut last: Option<(u64, ChangedMessage)> = None;
+        let mut caught_up = 0usize;
+        loop {
+            let page = feed.changes_since(covered, last.as_ref(), CATCH_UP_PAGE).await?;
+            let Some(end) = page.last().cloned() else { break };
+            for (_, change) in &page {
+                write_doc(&writer, fields, change)?;
+            }
+            caught_up += page.len();
+            last = Some(end);
+        }
+        if let Some((rev, _)) = &last {
+            commit(&mut writer, *rev)?;
+            tracing::info!(messages = caught_up, rev, "search index caught up with the store");
+        }
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(index_error("opening the reader"))?;
+        let (jobs, receiver) = sync_channel(256);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let thread = {
+            let (reader, healthy) = (reader.clone(), healthy.clone());
+            let rev = last.map_or(covered, |(rev, _)| rev);
+            std::thread::Builder::new()
+                .name("search-indexer".into())
+                .spawn(move || run_indexer(writer, reader, fields, receiver, config, rev, &healthy))
+                .map_err(|e| Error::internal("cannot start the indexer thread").with_source(e))?
+        };
+        Ok(Self { reader, fields, jobs: Mutex::new(Some(jobs)), healthy, indexer: Mutex::new(Some(thread)) })
+    }
+
+    /// Commits what has been indexed so far and makes it searchable.
+    pub async fn flush(&self) -> Result<()> {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        self.send(Job::Flush(done)).await?;
+        finished.await.map_err(|_| Error::unavailable("the search indexer has stopped"))?
+    }
+
+    /// Commits the rest and stops the indexer thread (on shutdown).
+    pub async fn close(&self) {
+        let sender = self.jobs.lock().expect("poisoned").take();
+        drop(sender);
+        let thread = self.indexer.lock().expect("poisoned").take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    async fn send(&self, job: Job) -> Result<()> {
+        let sender = self.jobs.lock().expect("poisoned").clone();
+        let Some(sender) = sender else { return Err(Error::unavailable("the search index is closed")) };
+        match sender.try_send(job) {
+            Ok(()) => Ok(()),
+            // the indexer is behind: wait for room without blocking the runtime
+            Err(TrySendError::Full(job)) => tokio::task::spawn_blocking(move || sender.send(job))
+                .await
+                .map_err(|e| Error::internal("indexer hand-off failed").with_source(e))?
+                .map_err(|_| Error::unavailable("the search indexer has stopped")),
+            Err(TrySendError::Disconnected(_)) => Err(Error::unavailable("the search indexer has stopped")),
+        }
+    }
+}
+
+fn write_doc(writer: &IndexWriter, fields: Fields, change: &ChangedMessage) -> Result<()> {
+    let key = message_key(change.app, change.chat, change.number);
+    writer.delete_term(Term::from_field_text(fields.key, &key));
+    let mut doc = TantivyDocument::default();
+    doc.add_text(fields.key, &key);
+    doc.add_text(fields.chat, chat_key(change.app, change.chat));
+    doc.add_u64(fields.number, change.number.get());
+    doc.add_text(fields.trigrams, &change.body);
+    doc.add_text(fields.short, &change.body);
+    writer.add_document(doc).map_err(index_error("adding a document"))?;
+    Ok(())
+}
+
+fn commit(writer: &mut IndexWriter, rev: u64) -> Result<()> {
+    let mut prepared = writer.prepare_commit().map_err(index_error("preparing a commit"))?;
+    prepared.set_payload(&payload(rev));
+    prepared.commit().map_err(index_error("committing"))?;
+    Ok(())
+}
+
+/// The indexer thread's state: everything added since the last commit is `dirty`.
+struct Indexer<'a> {
+    writer: IndexWriter,
+    reader: IndexReader,
+    fields: Fields,
+    rev: u64,
+    dirty: bool,
+    last_commit: Instant,
+    healthy: &'a AtomicBool,
+}
+
+impl Indexer<'_> {
+    fn commit(&mut self) -> Result<()> {
+        commit(&mut self.writer, self.rev)?;
+        self.reader.reload().map_err(index_error("reloading the reader"))?;
+        self.last_commit = Instant::now();
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn report(&self, result: Result<()>) {
+        match result {
+            Ok(()) => self.healthy.store(true, Ordering::Relaxed),
+            Err(e) => {
+                let cause = std::error::Error::source(&e).map(ToString::to_string);
+                tracing::error!(error = %e, cause, "search indexing failed");
+                self.healthy.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn run_indexer(
+    writer: IndexWriter,
+    reader: IndexReader,
+    fields: Fields,
+    jobs: Receiver<Job>,
+    config: TantivyConfig,
+    rev: u64,
+    healthy: &AtomicBool,
+) {
+    let mut ix = Indexer { writer, reader, fields, rev, dirty: false, last_commit: Instant::now(), healthy };
+    loop {
+        let wait = if ix.dirty {
+            (ix.last_commit + config.commit_interval).saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_secs(3600)
+        };
+        match jobs.recv_timeout(wait) {
+            Ok(Job::Index { docs, rev }) => {
+                let added = docs.iter().try_for_each(|d| write_doc(&ix.writer, ix.fields, d));
+                ix.report(added);
+                ix.rev = ix.rev.max(rev);
+                ix.dirty = true;
+            }
+            Ok(Job::Flush(done)) => {
+                let _ = done.send(ix.commit());
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                if ix.dirty {
+                    let result = ix.commit();
+                    ix.report(result);
+                }
+                break;
+            }
+        }
+        if ix.dirty && ix.last_commit.elapsed() >= config.commit_interval {
+            let result = ix.commit();
+            ix.report(result);
+        }
+    }
+    if let Err(e) = ix.writer.wait_merging_threads() {
+        tracing::warn!(error = %e, "search index merges did not finish");
+    }
+}
+
+fn term_query(field: Field, text: &str, option: IndexRecordOption) -> Box<dyn Query> {
+    Box::new(TermQuery::new(Term::from_field_text(field, text), option))
+}
+
+/// One clause per term: its trigrams as a phrase (adjacent, in order), or, for one or two
+/// characters, the gram itself.
+fn build_query(fields: Fields, app: AppId, chat: ChatNumber, query: &SearchQuery) -> BooleanQuery {
+    let in_chat = term_query(fields.chat, &chat_key(app, chat), IndexRecordOption::Basic);
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(ConstScoreQuery::new(in_chat, 0.0)))];
+    for term in query.terms() {
+        let grams = trigrams_of(term);
+        let clause = match grams.len() {
+            0 => term_query(fields.short, term, IndexRecordOption::WithFreqs),
+            1 => term_query(fields.trigrams, &grams[0], IndexRecordOption::WithFreqs),
+            _ => Box::new(PhraseQuery::new(grams.iter().map(|g| Term::from_field_text(fields.trigrams, g)).collect())),
+        };
+        clauses.push((Occur::Must, clause));
+    }
+    BooleanQuery::new(clauses)
+}
+
+#[async_trait]
+impl SearchIndex for TantivyIndex {
+    async fn ping(&self) -> Result<()> {
+        let running = self.jobs.lock().expect("poisoned").is_some();
+        if running && self.healthy.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(Error::unavailable("the search indexer is failing (see the log)"))
+        }
+    }
+
+    async fn index(&self, changed: &[ChangedMessage], rev: u64) -> Result<()> {
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.send(Job::Index { docs: changed.to_vec(), rev }).await
+    }
+
+    async fn search(
+        &self,
+        app: AppId,
+        chat: ChatNumber,
+        query: &SearchQuery,
+        after: Option<SearchPosition>,
+        limit: u32,
+    ) -> Result<Vec<SearchHit>> {
+        let query = build_query(self.fields, app, chat, query);
+        let searcher = self.reader.searcher();
+        let after = after.map(|a| (a.score, a.number.get()));
+        tokio::task::spawn_blocking(move || {
+            // Ranked by (score, number), both descending; hits at or before `after` sink
+            // below every eligible one and are dropped.
+            let collector = TopDocs::with_limit(limit as usize).tweak_score(move |segment: &SegmentReader| {
+                let numbers = segment.fast_fields().u64("number").map(|c| c.first_or_default_col(0));
+                move |doc: DocId, score: Score| {
+                    let number = numbers.as_ref().map_or(0, |n| n.get_val(doc));
+                    match after {
+                        Some(a) if (score, number) >= a => (f32::NEG_INFINITY, 0),
+                        _ => (score, number),
+                    }
+                }
+            });
+            let top = searcher.search(&query, &collector).map_err(index_error("searching"))?;
+            Ok(top
+                .into_iter()
+                .filter(|((score, _), _)| *score > f32::NEG_INFINITY)
+                .filter_map(|((score, number), _)| Some(SearchHit { score, number: MessageNumber::new(number).ok()? }))
+                .collect())
+        })
+        .await
+        .map_err(|e| Error::internal("search task failed").with_source(e))?
+    }
+}
