@@ -33,7 +33,7 @@ pub struct TantivyConfig {
 
 impl Default for TantivyConfig {
     fn default() -> Self {
-        Self { commit_interval: Duration::from_millis(500), memory_budget: 20_000_000 }
+        Self { commit_interval: Duration::from_millis(500), memory_budget: 15_000_000 }
     }
 }
 

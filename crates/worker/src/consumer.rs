@@ -59,10 +59,18 @@ impl Consumer {
     pub async fn process_next_batch(&mut self) -> Outcome {
         let Some(batch) = next_batch(self.source.as_mut(), self.config).await else { return Outcome::Closed };
         let commands: Vec<Queued> = batch.iter().flat_map(|d| d.commands.iter().cloned()).collect();
+        let started = std::time::Instant::now();
         match write(self.store.as_ref(), &commands).await {
             Ok(outcome) => {
+                let written = started.elapsed();
                 self.index(&outcome).await;
                 settle_all(batch, None).await;
+                tracing::trace!(
+                    commands = commands.len(),
+                    write_us = written.as_micros() as u64,
+                    total_us = started.elapsed().as_micros() as u64,
+                    "batch settled"
+                );
                 Outcome::Written { commands: commands.len(), outcome }
             }
             // A command the store rejects outright must not take the rest of its batch down

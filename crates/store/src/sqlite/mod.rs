@@ -25,6 +25,9 @@ pub struct SqliteStore {
     /// here, so SQLite never has to arbitrate between writers.
     writer: SqlitePool,
     readers: SqlitePool,
+    /// The background checkpointer's connection.
+    checkpoints: SqlitePool,
+    checkpointer: tokio::task::JoinHandle<()>,
 }
 
 const APPLICATION_COLUMNS: &str = "id, token, name, chats_count, created_at, updated_at";
@@ -44,7 +47,12 @@ impl SqliteStore {
             // a 201 must survive power loss, not only a process crash
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(false);
+            .foreign_keys(false)
+            // 8 MiB of page cache per connection (SQLite's default is 2 MiB)
+            .pragma("cache_size", "-8192")
+            // no checkpoint in the committing connection: a background task does them, so a
+            // batch's commit never waits for the WAL to be copied back
+            .pragma("wal_autocheckpoint", "0");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -61,16 +69,43 @@ impl SqliteStore {
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await
             .map_err(store_error("opening the database"))?;
-        Ok(Self { writer, readers })
+        let checkpoints = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(store_error("opening the database"))?;
+        let checkpointer = tokio::spawn(checkpoint_periodically(checkpoints.clone()));
+        Ok(Self { writer, readers, checkpoints, checkpointer })
     }
 
-    /// Flushes and closes both pools (on shutdown, after the last batch).
+    /// Checkpoints and closes the pools (on shutdown, after the last batch).
     pub async fn close(&self) {
+        self.checkpointer.abort();
+        if let Err(e) = query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.checkpoints).await {
+            tracing::warn!(error = %e, "final checkpoint failed");
+        }
+        self.checkpoints.close().await;
         self.readers.close().await;
         self.writer.close().await;
+    }
+}
+
+/// How often committed WAL frames are copied back into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Copies committed pages from the WAL into the database, beside the writer rather than in
+/// its commits (PASSIVE: it never blocks the writer or the readers).
+async fn checkpoint_periodically(pool: SqlitePool) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(error = %e, "wal checkpoint failed");
+        }
     }
 }
 
