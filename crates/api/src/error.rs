@@ -18,13 +18,18 @@ pub struct ApiError {
     detail: String,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document: every error answer has this shape.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "about:blank", "title": "Unprocessable Entity", "status": 422, "detail": "name must not be empty or blank"}))]
+pub struct Problem {
+    /// Always `about:blank`: the status says what kind of problem it is.
     #[serde(rename = "type")]
     kind: &'static str,
-    title: &'a str,
+    /// The status's reason phrase.
+    title: &'static str,
     status: u16,
-    detail: &'a str,
+    /// What was wrong, in plain words: which field, which limit, which resource.
+    detail: String,
 }
 
 impl ApiError {
@@ -96,7 +101,7 @@ pub fn problem_response(status: StatusCode, detail: &str) -> Response {
         kind: "about:blank",
         title: status.canonical_reason().unwrap_or("Error"),
         status: status.as_u16(),
-        detail,
+        detail: detail.to_owned(),
     };
     let mut response = (status, Json(problem)).into_response();
     let headers = response.headers_mut();

@@ -25,7 +25,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// A body that may be absent; when present it must be a JSON object (its fields are ignored).
+/// A body that may be absent (or `null`); when present it must be a JSON object (its fields
+/// are ignored).
 pub struct OptionalJsonObject;
 
 impl<S: Send + Sync> FromRequest<S> for OptionalJsonObject {
@@ -38,6 +39,9 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonObject {
             return Ok(Self);
         }
         require_json_content_type(&headers)?;
+        if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| v.is_null()) {
+            return Ok(Self);
+        }
         parse_json::<serde_json::Value>(&bytes)?;
         Ok(Self)
     }
@@ -145,7 +149,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
                 ))
             })?,
         };
-        let after = after.map(|text| Cursor::decode(&text)).transpose()?;
+        // `after=` with no value is the first page, as if it were absent
+        let after = after.filter(|text| !text.is_empty()).map(|text| Cursor::decode(&text)).transpose()?;
         Ok(Self { limit, after })
     }
 }

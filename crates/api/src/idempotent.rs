@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use chatsys_core::ports::Claim;
 use chatsys_core::{IdempotencyRecord, Timestamp};
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -54,6 +55,7 @@ pub fn fingerprint(parts: &[&str]) -> String {
 
 /// Runs `create` once per idempotency key (or always, without one), in a task of its own.
 pub async fn create_once<F, Fut>(
+    kind: &'static str,
     state: AppState,
     scope: String,
     key: Option<String>,
@@ -64,40 +66,47 @@ where
     F: FnOnce(AppState, Option<Pending>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Created, ApiError>> + Send + 'static,
 {
-    let task = tokio::spawn(async move {
-        let Some(key) = key else {
-            return create(state, None).await.map(|c| created_response(&c.location, c.body, false));
-        };
-        match state.idempotency.claim(&scope, &key).await? {
-            Claim::Done(record) if record.fingerprint == fingerprint => {
-                Ok(created_response(&record.location, record.body, true))
-            }
-            Claim::Done(_) => {
-                Err(ApiError::unprocessable("this Idempotency-Key was already used with a different request body"))
-            }
-            Claim::InFlight => {
-                Err(ApiError::conflict("a request with this Idempotency-Key is still being processed; retry shortly"))
-            }
-            Claim::Claimed => {
-                let pending = Pending { scope: scope.clone(), key: key.clone(), fingerprint, at: Timestamp::now() };
-                match create(state.clone(), Some(pending.clone())).await {
-                    Ok(created) => {
-                        let record = pending.record(&created);
-                        if let Err(e) = state.idempotency.complete(&record).await {
-                            // the item exists and its record is stored with it: the client
-                            // gets its 201, a repeat finds the record in the store
-                            tracing::warn!(error = %e, "idempotency key not marked complete");
+    let task = tokio::spawn(
+        async move {
+            let Some(key) = key else {
+                let created = create(state, None).await?;
+                metrics::counter!("chatsys_creates_total", "kind" => kind).increment(1);
+                return Ok(created_response(&created.location, created.body, false));
+            };
+            match state.idempotency.claim(&scope, &key).await? {
+                Claim::Done(record) if record.fingerprint == fingerprint => {
+                    Ok(created_response(&record.location, record.body, true))
+                }
+                Claim::Done(_) => {
+                    Err(ApiError::unprocessable("this Idempotency-Key was already used with a different request body"))
+                }
+                Claim::InFlight => Err(ApiError::conflict(
+                    "a request with this Idempotency-Key is still being processed; retry shortly",
+                )),
+                Claim::Claimed => {
+                    let pending = Pending { scope: scope.clone(), key: key.clone(), fingerprint, at: Timestamp::now() };
+                    match create(state.clone(), Some(pending.clone())).await {
+                        Ok(created) => {
+                            let record = pending.record(&created);
+                            metrics::counter!("chatsys_creates_total", "kind" => kind).increment(1);
+                            if let Err(e) = state.idempotency.complete(&record).await {
+                                // the item exists and its record is stored with it: the client
+                                // gets its 201, a repeat finds the record in the store
+                                tracing::warn!(error = %e, "idempotency key not marked complete");
+                            }
+                            Ok(created_response(&created.location, created.body, false))
                         }
-                        Ok(created_response(&created.location, created.body, false))
-                    }
-                    Err(e) => {
-                        state.idempotency.release(&scope, &key).await;
-                        Err(e)
+                        Err(e) => {
+                            state.idempotency.release(&scope, &key).await;
+                            Err(e)
+                        }
                     }
                 }
             }
         }
-    });
+        // the task logs within the request's span
+        .instrument(tracing::Span::current()),
+    );
     task.await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "create task failed");
         Err(ApiError::internal())

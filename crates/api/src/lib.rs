@@ -2,14 +2,18 @@
 //! of [`error`], and the extractors of [`extract`] that turn bad input into clear 4xx answers.
 
 mod cursor;
+mod docs;
 mod error;
 mod extract;
 mod idempotent;
+pub mod metrics;
+mod openapi;
 mod router;
 mod routes;
 mod state;
 mod views;
 
 pub use error::ApiError;
-pub use router::router;
+pub use router::{openapi, router};
+
 pub use state::{AppState, Services};

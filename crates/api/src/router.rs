@@ -1,35 +1,80 @@
 //! Where a request goes.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{StatusCode, header};
-use axum::middleware::map_response;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::{from_fn, map_response};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, problem_response};
+use crate::openapi::ApiDoc;
 use crate::routes::{applications, chats, health, messages, search};
 use crate::state::AppState;
+use crate::{docs, metrics};
+
+/// The API with its OpenAPI document, built from the same handler annotations.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(applications::create, applications::list))
+        .routes(routes!(applications::get, applications::update))
+        .routes(routes!(chats::create, chats::list))
+        .routes(routes!(chats::get))
+        .routes(routes!(messages::create, messages::list))
+        .routes(routes!(search::search))
+        .routes(routes!(messages::get, messages::update))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics::render))
+}
+
+/// The OpenAPI document as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.body_limit;
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/applications", post(applications::create).get(applications::list))
-        .route("/applications/{token}", get(applications::get).put(applications::update).patch(applications::update))
-        .route("/applications/{token}/chats", post(chats::create).get(chats::list))
-        .route("/applications/{token}/chats/{chat}", get(chats::get))
-        .route("/applications/{token}/chats/{chat}/messages", post(messages::create).get(messages::list))
-        .route("/applications/{token}/chats/{chat}/messages/search", get(search::search))
-        .route(
-            "/applications/{token}/chats/{chat}/messages/{message}",
-            get(messages::get).put(messages::update).patch(messages::update),
-        )
-        .fallback(unknown_path)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(map_response(problems_for_bare_errors))
-        .with_state(state)
+    metrics::handle();
+    let (api, openapi) = api().split_for_parts();
+    let openapi = Arc::new(openapi.to_json().expect("the OpenAPI document serializes"));
+    let x_request_id = HeaderName::from_static("x-request-id");
+    api.route(
+        docs::openapi_path(),
+        get(move || {
+            let openapi = openapi.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], openapi.as_ref().clone()) }
+        }),
+    )
+    .route("/docs", get(docs::page))
+    .route("/docs/{*rest}", get(docs::asset))
+    .fallback(unknown_path)
+    .layer(DefaultBodyLimit::max(body_limit))
+    .layer(from_fn(metrics::track))
+    .layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(x_request_id.clone(), MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(PropagateRequestIdLayer::new(x_request_id)),
+    )
+    .layer(map_response(problems_for_bare_errors))
+    .with_state(state)
+}
+
+/// Every log line of a request carries its id, method and route template (never the path
+/// itself: it holds the token).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("", |p| p.as_str());
+    tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route)
 }
 
 async fn unknown_path() -> ApiError {

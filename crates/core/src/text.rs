@@ -2,7 +2,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InvalidInput;
 
-/// An application's name: 1–255 Unicode code points once surrounding whitespace is trimmed.
+/// Whitespace as JSON Schema's `\s` (ECMAScript) knows it, so that "blank" here means what the
+/// published schema's `pattern: "\S"` says: a name or body must hold another character.
+pub fn is_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}' | '\u{feff}'
+    )
+}
+
+/// An application's name: 1–255 Unicode code points, not only whitespace; stored without the
+/// whitespace around it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct AppName(String);
@@ -11,13 +22,13 @@ impl AppName {
     pub const MAX_CHARS: usize = 255;
 
     pub fn parse(s: &str) -> Result<Self, InvalidInput> {
-        let trimmed = s.trim();
-        if trimmed.is_empty() {
-            return Err(InvalidInput("name must not be empty or blank".into()));
-        }
-        let chars = trimmed.chars().count();
+        let chars = s.chars().count();
         if chars > Self::MAX_CHARS {
             return Err(InvalidInput(format!("name must be at most {} characters, got {chars}", Self::MAX_CHARS)));
+        }
+        let trimmed = s.trim_matches(is_space);
+        if trimmed.is_empty() {
+            return Err(InvalidInput("name must not be empty or blank".into()));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -49,7 +60,7 @@ impl MessageBody {
     pub const MAX_CHARS: usize = 10_000;
 
     pub fn parse(s: String) -> Result<Self, InvalidInput> {
-        if s.trim().is_empty() {
+        if s.chars().all(is_space) {
             return Err(InvalidInput("body must not be empty or blank".into()));
         }
         let chars = s.chars().count();
@@ -92,6 +103,9 @@ mod tests {
         assert!(AppName::parse(" \t\n").is_err());
         assert!(AppName::parse(&"é".repeat(255)).is_ok(), "255 code points of 2 bytes each fit");
         assert!(AppName::parse(&"x".repeat(256)).is_err());
+        assert!(AppName::parse(&format!("{} ", "x".repeat(255))).is_err(), "counted as sent");
+        assert!(AppName::parse("\u{feff}\u{3000}").is_err());
+        assert_eq!(AppName::parse("\u{85}").unwrap().as_str(), "\u{85}", "not whitespace to JSON Schema");
     }
 
     #[test]

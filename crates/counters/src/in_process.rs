@@ -63,8 +63,11 @@ impl InProcessNumbering {
 
     async fn app_counter(&self, app: AppId) -> Result<Slot> {
         let cell = self.apps.lock().expect("poisoned").entry(app).or_default().clone();
-        cell.get_or_try_init(|| async { Ok::<_, Error>(Counter::seeded(self.store.highest_chat_number(app).await?)) })
-            .await?;
+        cell.get_or_try_init(|| async {
+            metrics::counter!("chatsys_counter_seeds_total", "kind" => "chat").increment(1);
+            Ok::<_, Error>(Counter::seeded(self.store.highest_chat_number(app).await?))
+        })
+        .await?;
         Ok(cell)
     }
 
@@ -79,6 +82,7 @@ impl InProcessNumbering {
         let cell = self.chats.lock().expect("poisoned").entry((app, chat)).or_default().clone();
         let seeded = cell
             .get_or_try_init(|| async {
+                metrics::counter!("chatsys_counter_seeds_total", "kind" => "message").increment(1);
                 match self.store.chat_seed(app, chat).await {
                     Ok(Some(highest)) => Ok(Counter::seeded(highest)),
                     Ok(None) if chats.handed_out(chat.get()) => Ok(Counter::seeded(0)),

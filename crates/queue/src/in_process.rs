@@ -37,6 +37,20 @@ impl CreateQueue for InProcessQueue {
     }
 
     async fn submit(&self, command: Queued) -> Result<()> {
+        let in_flight = metrics::gauge!("chatsys_queue_in_flight");
+        in_flight.increment(1);
+        let result = self.hand_over(command).await;
+        in_flight.decrement(1);
+        result
+    }
+
+    fn durability(&self) -> Durability {
+        Durability::Stored
+    }
+}
+
+impl InProcessQueue {
+    async fn hand_over(&self, command: Queued) -> Result<()> {
         let (ack, acked) = oneshot::channel();
         match tokio::time::timeout(self.enqueue_timeout, self.tx.send((command, ack))).await {
             Ok(Ok(())) => {}
@@ -44,10 +58,6 @@ impl CreateQueue for InProcessQueue {
             Err(_) => return Err(Error::unavailable("the create queue is full")),
         }
         acked.await.unwrap_or_else(|_| Err(Error::unavailable("the embedded writer stopped before committing")))
-    }
-
-    fn durability(&self) -> Durability {
-        Durability::Stored
     }
 }
 

@@ -63,6 +63,7 @@ impl Consumer {
         match write(self.store.as_ref(), &commands).await {
             Ok(outcome) => {
                 let written = started.elapsed();
+                record_written(&commands, written);
                 self.index(&outcome).await;
                 settle_all(batch, None).await;
                 tracing::trace!(
@@ -89,6 +90,7 @@ impl Consumer {
                 Outcome::Failed { commands: commands.len(), failed }
             }
             Err(e) => {
+                metrics::counter!("chatsys_batches_total", "outcome" => "failed").increment(1);
                 tracing::error!(error = %e, source = ?std::error::Error::source(&e), commands = commands.len(), "batch not written");
                 settle_all(batch, Some(&e)).await;
                 Outcome::Failed { commands: commands.len(), failed: commands.len() }
@@ -105,6 +107,21 @@ impl Consumer {
         if let Err(e) = search.index(&outcome.changed, outcome.rev).await {
             let cause = std::error::Error::source(&e).map(ToString::to_string);
             tracing::error!(error = %e, cause, rev = outcome.rev, "batch not indexed for search");
+        }
+    }
+}
+
+fn record_written(commands: &[Queued], took: std::time::Duration) {
+    metrics::counter!("chatsys_batches_total", "outcome" => "written").increment(1);
+    metrics::histogram!("chatsys_batch_commands").record(commands.len() as f64);
+    metrics::histogram!("chatsys_batch_write_seconds").record(took.as_secs_f64());
+    let now = chatsys_core::Timestamp::now().as_micros();
+    let lag = metrics::histogram!("chatsys_create_commit_lag_seconds");
+    for q in commands {
+        if let chatsys_core::Command::CreateChat { at, .. } | chatsys_core::Command::CreateMessage { at, .. } =
+            &q.command
+        {
+            lag.record((now - at.as_micros()).max(0) as f64 / 1e6);
         }
     }
 }

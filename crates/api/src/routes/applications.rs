@@ -12,6 +12,25 @@ use crate::idempotent::{Created, create_once, fingerprint};
 use crate::state::{AppState, unknown_application};
 use crate::views::{ApplicationView, NameInput};
 
+/// Create an application; the server makes its token.
+#[utoipa::path(
+    post,
+    path = "/applications",
+    tag = "applications",
+    operation_id = "create_application",
+    params(crate::openapi::IdempotencyKeyHeader),
+    request_body(content = NameInput, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = ApplicationView,
+            headers(("Location" = String, description = "The application's URL"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 409, response = crate::openapi::InFlight),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::NotJson),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     IdempotencyKey(key): IdempotencyKey,
@@ -19,7 +38,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let name = AppName::parse(&input.name).map_err(|e| ApiError::unprocessable(e.0))?;
     let fp = fingerprint(&["application", name.as_str()]);
-    create_once(state, "/applications".into(), key, fp, move |state, pending| async move {
+    create_once("application", state, "/applications".into(), key, fp, move |state, pending| async move {
         let new = NewApplication { token: AppToken::generate(), name, at: Timestamp::now() };
         // The response is known before the write, so its idempotency record is written in
         // the same transaction as the application.
@@ -32,6 +51,22 @@ pub async fn create(
     .await
 }
 
+/// List every application, in creation order. Requires the admin token when one is configured.
+#[utoipa::path(
+    get,
+    path = "/applications",
+    tag = "applications",
+    operation_id = "list_applications",
+    params(crate::openapi::PageParams),
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of applications", body = Vec<ApplicationView>,
+            headers(("Link" = String, description = "`<URL>; rel=\"next\"` when more follow"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -68,12 +103,44 @@ pub async fn list(
     }))
 }
 
+/// Read an application.
+#[utoipa::path(
+    get,
+    path = "/applications/{token}",
+    tag = "applications",
+    operation_id = "get_application",
+    params(crate::openapi::TokenParam),
+    responses(
+        (status = 200, description = "The application", body = ApplicationView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn get(State(state): State<AppState>, Segments(token): Segments<String>) -> Result<Response, ApiError> {
     let token = AppToken::parse(&token).map_err(|_| unknown_application())?;
     let app = state.store.application(&token).await?.ok_or_else(unknown_application)?;
     Ok(Json(ApplicationView::from(&app)).into_response())
 }
 
+/// Rename an application (PUT and PATCH take the same body).
+#[utoipa::path(
+    method(put, patch),
+    path = "/applications/{token}",
+    tag = "applications",
+    operation_id = "update_application",
+    params(crate::openapi::TokenParam),
+    request_body(content = NameInput, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The renamed application", body = ApplicationView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::NotJson),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     Segments(token): Segments<String>,

@@ -12,6 +12,27 @@ use crate::idempotent::{Created, create_once, fingerprint};
 use crate::state::AppState;
 use crate::views::ChatView;
 
+/// Create a chat; the server gives it the application's next number.
+#[utoipa::path(
+    post,
+    path = "/applications/{token}/chats",
+    tag = "chats",
+    operation_id = "create_chat",
+    params(crate::openapi::TokenParam, crate::openapi::IdempotencyKeyHeader),
+    request_body(content = Option<crate::openapi::EmptyObject>, content_type = "application/json",
+        description = "None, or an object (its fields are ignored)"),
+    responses(
+        (status = 201, description = "Created", body = ChatView,
+            headers(("Location" = String, description = "The chat's URL"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::InFlight),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::NotJson),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Segments(token): Segments<String>,
@@ -20,7 +41,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let app = state.app_id(&token).await?;
     let scope = format!("/applications/{token}/chats");
-    create_once(state, scope.clone(), key, fingerprint(&["chat"]), move |state, pending| async move {
+    create_once("chat", state, scope.clone(), key, fingerprint(&["chat"]), move |state, pending| async move {
         let number = state.numbering.next_chat(app).await?;
         let at = Timestamp::now();
         let chat = Chat { number, messages_count: 0, created_at: at, updated_at: at };
@@ -38,6 +59,21 @@ pub async fn create(
     .await
 }
 
+/// List an application's chats by ascending number.
+#[utoipa::path(
+    get,
+    path = "/applications/{token}/chats",
+    tag = "chats",
+    operation_id = "list_chats",
+    params(crate::openapi::TokenParam, crate::openapi::PageParams),
+    responses(
+        (status = 200, description = "A page of chats", body = Vec<ChatView>,
+            headers(("Link" = String, description = "`<URL>; rel=\"next\"` when more follow"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Segments(token): Segments<String>,
@@ -54,6 +90,20 @@ pub async fn list(
     Ok(page_response::<_, ChatView>(&uri, &paging, chats, |c| Cursor::Number(c.number.get())))
 }
 
+/// Read a chat. A chat created a moment ago may answer 404 until it is written.
+#[utoipa::path(
+    get,
+    path = "/applications/{token}/chats/{chat}",
+    tag = "chats",
+    operation_id = "get_chat",
+    params(crate::openapi::TokenParam, crate::openapi::ChatParam),
+    responses(
+        (status = 200, description = "The chat", body = ChatView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Segments((token, chat)): Segments<(String, String)>,

@@ -13,11 +13,18 @@ use crate::state::AppState;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// 200 while the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses((status = 200, description = "The process is up", body = crate::openapi::Status)))]
 pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
 /// 200 when every dependency answers; otherwise 503 naming the first one that does not.
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    responses(
+        (status = 200, description = "Every dependency answers", body = crate::openapi::Readiness),
+        (status = 503, response = crate::openapi::Unavailable),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     let search = async {
         match &state.search {

@@ -16,6 +16,26 @@ use crate::idempotent::{Created, create_once, fingerprint};
 use crate::state::AppState;
 use crate::views::{BodyInput, MessageView};
 
+/// Post a message; the server gives it the chat's next number.
+#[utoipa::path(
+    post,
+    path = "/applications/{token}/chats/{chat}/messages",
+    tag = "messages",
+    operation_id = "create_message",
+    params(crate::openapi::TokenParam, crate::openapi::ChatParam, crate::openapi::IdempotencyKeyHeader),
+    request_body(content = BodyInput, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = MessageView,
+            headers(("Location" = String, description = "The message's URL"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::InFlight),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::NotJson),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Segments((token, chat)): Segments<(String, String)>,
@@ -27,7 +47,7 @@ pub async fn create(
     let app = state.app_id(&token).await?;
     let scope = format!("/applications/{token}/chats/{chat}/messages");
     let fp = fingerprint(&["message", body.as_str()]);
-    create_once(state, scope.clone(), key, fp, move |state, pending| async move {
+    create_once("message", state, scope.clone(), key, fp, move |state, pending| async move {
         let number = state.numbering.next_message(app, chat).await?.ok_or_else(|| unknown_chat(chat))?;
         let at = Timestamp::now();
         let message = Message { chat_number: chat, number, body: body.as_str().to_owned(), created_at: at, updated_at: at };
@@ -45,6 +65,21 @@ pub async fn create(
     .await
 }
 
+/// List a chat's messages by ascending number.
+#[utoipa::path(
+    get,
+    path = "/applications/{token}/chats/{chat}/messages",
+    tag = "messages",
+    operation_id = "list_messages",
+    params(crate::openapi::TokenParam, crate::openapi::ChatParam, crate::openapi::PageParams),
+    responses(
+        (status = 200, description = "A page of messages", body = Vec<MessageView>,
+            headers(("Link" = String, description = "`<URL>; rel=\"next\"` when more follow"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Segments((token, chat)): Segments<(String, String)>,
@@ -65,6 +100,20 @@ pub async fn list(
     Ok(page_response::<_, MessageView>(&uri, &paging, messages, |m| Cursor::Number(m.number.get())))
 }
 
+/// Read a message. A message created a moment ago may answer 404 until it is written.
+#[utoipa::path(
+    get,
+    path = "/applications/{token}/chats/{chat}/messages/{message}",
+    tag = "messages",
+    operation_id = "get_message",
+    params(crate::openapi::TokenParam, crate::openapi::ChatParam, crate::openapi::MessageParam),
+    responses(
+        (status = 200, description = "The message", body = MessageView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Segments((token, chat, number)): Segments<(String, String, String)>,
@@ -76,6 +125,25 @@ pub async fn get(
     Ok(Json(MessageView::from(&message)).into_response())
 }
 
+/// Edit a message's body (PUT and PATCH take the same body). The newest edit wins, even
+/// over a create that reaches the store later.
+#[utoipa::path(
+    method(put, patch),
+    path = "/applications/{token}/chats/{chat}/messages/{message}",
+    tag = "messages",
+    operation_id = "update_message",
+    params(crate::openapi::TokenParam, crate::openapi::ChatParam, crate::openapi::MessageParam),
+    request_body(content = BodyInput, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The edited message", body = MessageView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 413, response = crate::openapi::TooLarge),
+        (status = 415, response = crate::openapi::NotJson),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     Segments((token, chat, number)): Segments<(String, String, String)>,

@@ -15,8 +15,23 @@ use crate::extract::{Paging, Segments};
 use crate::state::AppState;
 use crate::views::{MessageView, SearchHitView};
 
-/// `GET …/messages/search?q=…`: messages of this chat holding every term of `q` as a
-/// case-insensitive substring, by relevance, ties by descending number.
+/// Search a chat: the messages in which every whitespace-separated term of `q` occurs as a
+/// case-insensitive substring (each character lower-cased on its own; no other folding),
+/// by relevance, ties by descending number.
+#[utoipa::path(
+    get,
+    path = "/applications/{token}/chats/{chat}/messages/search",
+    tag = "messages",
+    operation_id = "search_messages",
+    params(crate::openapi::TokenParam, crate::openapi::ChatParam, crate::openapi::SearchParams, crate::openapi::PageParams),
+    responses(
+        (status = 200, description = "A page of hits", body = Vec<SearchHitView>,
+            headers(("Link" = String, description = "`<URL>; rel=\"next\"` when more follow"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub async fn search(
     State(state): State<AppState>,
     Segments((token, chat)): Segments<(String, String)>,
@@ -42,7 +57,10 @@ pub async fn search(
     })?;
     require_chat(&state, app, chat).await?;
 
+    let started = std::time::Instant::now();
     let mut hits = index.search(app, chat, &query, after, paging.limit + 1).await?;
+    metrics::histogram!("chatsys_search_duration_seconds").record(started.elapsed().as_secs_f64());
+
     let more = hits.len() > paging.limit as usize;
     hits.truncate(paging.limit as usize);
     let numbers: Vec<MessageNumber> = hits.iter().map(|h| h.number).collect();

@@ -5,7 +5,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -17,6 +17,8 @@ pub struct Server {
     pub base: String,
     pub data_dir: PathBuf,
     pub http: reqwest::Client,
+    /// Every line the server wrote to stderr so far.
+    pub logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -41,13 +43,22 @@ impl Server {
         let mut child = command.spawn().expect("chatsys starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let (tx, rx) = mpsc::channel();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let kept = logs.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("addr=").nth(1).filter(|_| line.contains("listening"))
+                kept.lock().unwrap().push(line.clone());
+                // `listening addr=…` in text logs, `"addr":"…"` in JSON logs
+                let addr = line
+                    .split("addr=")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .or_else(|| line.split("\"addr\":\"").nth(1).and_then(|rest| rest.split('"').next()));
+                if let Some(addr) = addr.filter(|_| line.contains("listening"))
                     && let Some(tx) = tx.take()
                 {
-                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
+                    let _ = tx.send(addr.to_owned());
                 }
                 if std::env::var_os("CHATSYS_TEST_SHOW_LOGS").is_some() {
                     eprintln!("[server] {line}");
@@ -56,7 +67,7 @@ impl Server {
         });
         let addr = rx.recv_timeout(Duration::from_secs(30)).expect("chatsys logs its address");
         let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("http client");
-        Server { child, base: format!("http://{addr}"), data_dir: data_dir.to_owned(), http }
+        Server { child, base: format!("http://{addr}"), data_dir: data_dir.to_owned(), http, logs }
     }
 
     pub fn pid(&self) -> Pid {
