@@ -40,6 +40,10 @@ impl CreateQueue for Outage {
     fn durability(&self) -> Durability {
         self.inner.durability()
     }
+
+    async fn backlog(&self) -> Result<u64> {
+        self.inner.backlog().await
+    }
 }
 
 async fn call(

@@ -146,6 +146,10 @@ pub trait CreateQueue: Send + Sync + 'static {
     async fn submit(&self, command: Queued) -> Result<()>;
 
     fn durability(&self) -> Durability;
+
+    /// Commands accepted but not yet taken by a worker (a broker's ready messages), where the
+    /// queue can tell.
+    async fn backlog(&self) -> Result<u64>;
 }
 
 /// The consumer side of the create pipeline: deliveries of one or more commands each,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chatsys_core::ports::{Claim, IdempotencyKeys, Store};
-use chatsys_core::{IdempotencyRecord, Result};
+use chatsys_core::{Error, IdempotencyRecord, Result};
 
 pub struct LocalIdempotencyKeys {
     store: Arc<dyn Store>,
@@ -49,5 +49,94 @@ impl IdempotencyKeys for LocalIdempotencyKeys {
 
     async fn release(&self, scope: &str, key: &str) {
         self.in_flight.lock().expect("poisoned").remove(&(scope.to_owned(), key.to_owned()));
+    }
+}
+
+/// Idempotency keys shared by every API server through Redis. The answer is kept in Redis
+/// for 24 hours from the moment it was given, and in the store once the worker has written
+/// the item (the record travels with the command), which also covers a Redis data loss.
+pub struct RedisIdempotencyKeys {
+    redis: redis::aio::ConnectionManager,
+    prefix: String,
+    store: Arc<dyn Store>,
+}
+
+/// How long a claim lives if its holder dies before answering.
+const CLAIM_MS: u64 = 60_000;
+const IN_FLIGHT: &str = "in-flight";
+
+impl RedisIdempotencyKeys {
+    pub fn new(redis: redis::aio::ConnectionManager, prefix: String, store: Arc<dyn Store>) -> Self {
+        Self { redis, prefix, store }
+    }
+
+    fn key(&self, scope: &str, key: &str) -> String {
+        // scopes hold tokens: keep them out of key names (and out of `KEYS` output)
+        let digest = sha_hex(&format!("{scope}\n{key}"));
+        format!("{}:idem:{digest}", self.prefix)
+    }
+}
+
+fn sha_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[async_trait]
+impl IdempotencyKeys for RedisIdempotencyKeys {
+    async fn claim(&self, scope: &str, key: &str) -> Result<Claim> {
+        use redis::AsyncCommands as _;
+        let name = self.key(scope, key);
+        let mut redis = self.redis.clone();
+        let seen: Option<String> = redis.get(&name).await.map_err(crate::redis::redis_error)?;
+        match seen.as_deref() {
+            Some(IN_FLIGHT) => return Ok(Claim::InFlight),
+            Some(json) => {
+                if let Ok(record) = serde_json::from_str::<IdempotencyRecord>(json) {
+                    return Ok(Claim::Done(record));
+                }
+            }
+            None => {}
+        }
+        if let Some(record) = self.store.idempotency_record(scope, key).await? {
+            return Ok(Claim::Done(record));
+        }
+        let claimed: Option<String> = redis::cmd("SET")
+            .arg(&name)
+            .arg(IN_FLIGHT)
+            .arg("NX")
+            .arg("PX")
+            .arg(CLAIM_MS)
+            .query_async(&mut redis)
+            .await
+            .map_err(crate::redis::redis_error)?;
+        if claimed.is_some() {
+            return Ok(Claim::Claimed);
+        }
+        // someone else claimed or answered in between
+        Box::pin(self.claim(scope, key)).await
+    }
+
+    async fn complete(&self, record: &IdempotencyRecord) -> Result<()> {
+        use redis::AsyncCommands as _;
+        let json =
+            serde_json::to_string(record).map_err(|e| Error::internal("cannot encode a record").with_source(e))?;
+        let ttl = (IdempotencyRecord::RETENTION_MICROS / 1_000_000) as u64;
+        let _: () = self
+            .redis
+            .clone()
+            .set_ex(self.key(&record.scope, &record.key), json, ttl)
+            .await
+            .map_err(crate::redis::redis_error)?;
+        Ok(())
+    }
+
+    async fn release(&self, scope: &str, key: &str) {
+        let script = redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end");
+        let released: redis::RedisResult<()> =
+            script.key(self.key(scope, key)).arg(IN_FLIGHT).invoke_async(&mut self.redis.clone()).await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "idempotency claim not released; it expires by itself");
+        }
     }
 }

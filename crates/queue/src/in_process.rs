@@ -47,6 +47,10 @@ impl CreateQueue for InProcessQueue {
     fn durability(&self) -> Durability {
         Durability::Stored
     }
+
+    async fn backlog(&self) -> Result<u64> {
+        Ok((self.tx.max_capacity() - self.tx.capacity()) as u64)
+    }
 }
 
 impl InProcessQueue {

@@ -1,52 +1,31 @@
 //! The write side: one transaction per batch, idempotent on natural keys, counts moved by the
-//! rows actually inserted.
+//! rows actually inserted (`INSERT … ON CONFLICT DO NOTHING RETURNING` names them).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
-use chatsys_core::ports::{BatchOutcome, ChangedMessage, Reconciled};
-use chatsys_core::{AppId, ChatNumber, Command, IdempotencyRecord, MessageNumber, Queued, Result, Timestamp};
+use chatsys_core::ports::{BatchOutcome, Reconciled};
+use chatsys_core::{IdempotencyRecord, Queued, Result, Timestamp};
 use sqlx::sqlite::{Sqlite, SqlitePool};
 use sqlx::{QueryBuilder, Transaction, query, query_scalar};
 
 use crate::error::store_error;
+use crate::plan::{ChatKey, MessageKey, Plan, changed, count_by};
 
 /// Rows per multi-row statement: far below SQLite's 32,766 bound variables.
 const ROWS_PER_STATEMENT: usize = 500;
 
-type ChatKey = (i64, i64);
-type MessageKey = (i64, i64, i64);
-
 pub(crate) async fn write_batch(writer: &SqlitePool, batch: &[Queued]) -> Result<BatchOutcome> {
     let err = || store_error("writing a batch");
+    let plan = Plan::of(batch);
     let mut tx = writer.begin().await.map_err(err())?;
     let rev: i64 = query_scalar("UPDATE store_meta SET value = value + 1 WHERE name = 'rev' RETURNING value")
         .fetch_one(&mut *tx)
         .await
         .map_err(err())?;
 
-    let mut outcome = BatchOutcome { rev: rev as u64, ..BatchOutcome::default() };
-    let mut chats_added: HashMap<i64, i64> = HashMap::new();
-    let mut messages_added: HashMap<ChatKey, i64> = HashMap::new();
-    let mut changed: BTreeMap<MessageKey, &str> = BTreeMap::new();
-
-    // Chats first: explicit creates, and the chats that messages of this batch live in (a
-    // message may reach the store before its chat's create; chats carry no data).
-    let mut chats: BTreeMap<ChatKey, (i64, bool)> = BTreeMap::new();
-    for q in batch {
-        let key = (q.command.app().0, q.command.chat().as_i64());
-        let (at, explicit) = match &q.command {
-            Command::CreateChat { at, .. } => (at.as_micros(), true),
-            Command::CreateMessage { at, .. } | Command::EditMessage { at, .. } => (at.as_micros(), false),
-        };
-        let entry = chats.entry(key).or_insert((at, explicit));
-        if explicit && !entry.1 {
-            *entry = (at, true);
-        } else if !explicit && !entry.1 {
-            entry.0 = entry.0.min(at);
-        }
-    }
-    let rows: Vec<(ChatKey, i64)> = chats.iter().map(|(k, (at, _))| (*k, *at)).collect();
-    let mut inserted_chats = BTreeSet::new();
+    // Chats first: a message may reach the store before its chat's create.
+    let rows: Vec<(ChatKey, i64)> = plan.chats.iter().map(|(k, (at, _))| (*k, at.as_micros())).collect();
+    let mut inserted_chats: BTreeSet<ChatKey> = BTreeSet::new();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) ",
@@ -58,19 +37,15 @@ pub(crate) async fn write_batch(writer: &SqlitePool, batch: &[Queued]) -> Result
         let inserted: Vec<ChatKey> = qb.build_query_as().fetch_all(&mut *tx).await.map_err(err())?;
         inserted_chats.extend(inserted);
     }
-    for (app, _) in &inserted_chats {
-        *chats_added.entry(*app).or_default() += 1;
-    }
-    outcome.chats_created = inserted_chats.len() as u64;
     // A chat row written earlier on behalf of a message carries that message's time; its
     // create sets the real one. On a redelivery this matches nothing.
-    for (key, (at, explicit)) in &chats {
+    for (key, (at, explicit)) in &plan.chats {
         if *explicit && !inserted_chats.contains(key) {
             query(
                 "UPDATE chats SET created_at = ?1, updated_at = ?1 \
                  WHERE application_id = ?2 AND number = ?3 AND created_at <> ?1",
             )
-            .bind(at)
+            .bind(at.as_micros())
             .bind(key.0)
             .bind(key.1)
             .execute(&mut *tx)
@@ -80,36 +55,29 @@ pub(crate) async fn write_batch(writer: &SqlitePool, batch: &[Queued]) -> Result
     }
 
     // Message creates: insert if absent.
-    let creates: Vec<(MessageKey, &str, i64)> = batch
-        .iter()
-        .filter_map(|q| match &q.command {
-            Command::CreateMessage { app, chat, number, body, at } => {
-                Some(((app.0, chat.as_i64(), number.as_i64()), body.as_str(), at.as_micros()))
-            }
-            _ => None,
-        })
-        .collect();
-    let mut inserted_messages = BTreeSet::new();
-    for chunk in creates.chunks(ROWS_PER_STATEMENT) {
+    let mut inserted_messages: BTreeSet<MessageKey> = BTreeSet::new();
+    for chunk in plan.creates.chunks(ROWS_PER_STATEMENT) {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "INSERT INTO messages (application_id, chat_number, number, body, created_at, updated_at, rev) ",
         );
         qb.push_values(chunk, |mut row, ((app, chat, number), body, at)| {
+            let at = at.as_micros();
             row.push_bind(*app)
                 .push_bind(*chat)
                 .push_bind(*number)
                 .push_bind(*body)
-                .push_bind(*at)
-                .push_bind(*at)
+                .push_bind(at)
+                .push_bind(at)
                 .push_bind(rev);
         });
         qb.push(" ON CONFLICT DO NOTHING RETURNING application_id, chat_number, number");
         let inserted: Vec<MessageKey> = qb.build_query_as().fetch_all(&mut *tx).await.map_err(err())?;
         inserted_messages.extend(inserted);
     }
-    for (key, body, at) in &creates {
+    let mut changes: BTreeMap<MessageKey, &str> = BTreeMap::new();
+    for (key, body, at) in &plan.creates {
         if inserted_messages.contains(key) {
-            changed.insert(*key, body);
+            changes.insert(*key, body);
         } else {
             // Either a redelivery (matches nothing) or an edit got here first and wrote the
             // row with its own time: the create knows when the message was created.
@@ -117,7 +85,7 @@ pub(crate) async fn write_batch(writer: &SqlitePool, batch: &[Queued]) -> Result
                 "UPDATE messages SET created_at = ?1 \
                  WHERE application_id = ?2 AND chat_number = ?3 AND number = ?4 AND created_at <> ?1",
             )
-            .bind(at)
+            .bind(at.as_micros())
             .bind(key.0)
             .bind(key.1)
             .bind(key.2)
@@ -128,16 +96,16 @@ pub(crate) async fn write_batch(writer: &SqlitePool, batch: &[Queued]) -> Result
     }
 
     // Edits: newest wins, and any edit wins over the create.
-    for q in batch {
-        let Command::EditMessage { app, chat, number, body, at } = &q.command else { continue };
-        let key = (app.0, chat.as_i64(), number.as_i64());
+    let mut edits_applied = 0;
+    for (key, body, at) in &plan.edits {
+        let at = at.as_micros();
         let updated = query(
             "UPDATE messages SET body = ?1, updated_at = ?2, edited_at = ?2, rev = ?3 \
              WHERE application_id = ?4 AND chat_number = ?5 AND number = ?6 \
                AND (edited_at IS NULL OR edited_at < ?2)",
         )
-        .bind(body.as_str())
-        .bind(at.as_micros())
+        .bind(*body)
+        .bind(at)
         .bind(rev)
         .bind(key.0)
         .bind(key.1)
@@ -146,58 +114,45 @@ pub(crate) async fn write_batch(writer: &SqlitePool, batch: &[Queued]) -> Result
         .await
         .map_err(err())?
         .rows_affected();
-        let applied = if updated == 1 {
-            true
-        } else {
-            // The edit overtook its create: write the row now; the create will only set
-            // created_at. If the row exists, a newer edit is already applied.
-            let inserted = query(
+        // The edit overtook its create: write the row now; the create will only set
+        // created_at. If the row exists, a newer edit is already applied.
+        let applied = updated == 1
+            || query(
                 "INSERT INTO messages (application_id, chat_number, number, body, created_at, updated_at, edited_at, rev) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5, ?6) ON CONFLICT DO NOTHING",
             )
             .bind(key.0)
             .bind(key.1)
             .bind(key.2)
-            .bind(body.as_str())
-            .bind(at.as_micros())
+            .bind(*body)
+            .bind(at)
             .bind(rev)
             .execute(&mut *tx)
             .await
             .map_err(err())?
-            .rows_affected();
-            if inserted == 1 {
-                inserted_messages.insert(key);
-            }
-            inserted == 1
-        };
+            .rows_affected()
+                == 1
+                && inserted_messages.insert(*key);
         if applied {
-            outcome.edits_applied += 1;
-            changed.insert(key, body.as_str());
+            edits_applied += 1;
+            changes.insert(*key, body);
         }
     }
-    for (app, chat, _) in &inserted_messages {
-        *messages_added.entry((*app, *chat)).or_default() += 1;
-    }
-    outcome.messages_created = inserted_messages.len() as u64;
 
+    let messages_added = count_by(inserted_messages.iter().copied(), |(app, chat, _)| (app, chat));
     add_counts(&mut tx, "chats", "messages_count", "application_id = d.a AND number = d.c", &messages_added).await?;
-    let apps: HashMap<ChatKey, i64> = chats_added.into_iter().map(|(app, n)| ((app, 0), n)).collect();
-    add_counts(&mut tx, "applications", "chats_count", "id = d.a", &apps).await?;
-
-    let records: Vec<IdempotencyRecord> = batch.iter().filter_map(|q| q.idempotency.clone()).collect();
-    insert_idempotency_records(&mut tx, &records).await?;
+    let chats_added = count_by(inserted_chats.iter().copied(), |(app, _)| (app, 0));
+    add_counts(&mut tx, "applications", "chats_count", "id = d.a", &chats_added).await?;
+    insert_idempotency_records(&mut tx, &plan.records).await?;
     tx.commit().await.map_err(err())?;
 
-    outcome.changed = changed
-        .into_iter()
-        .map(|((app, chat, number), body)| ChangedMessage {
-            app: AppId(app),
-            chat: ChatNumber::new(chat as u64).expect("numbers in a batch are valid"),
-            number: MessageNumber::new(number as u64).expect("numbers in a batch are valid"),
-            body: body.to_owned(),
-        })
-        .collect();
-    Ok(outcome)
+    Ok(BatchOutcome {
+        rev: rev as u64,
+        chats_created: inserted_chats.len() as u64,
+        messages_created: inserted_messages.len() as u64,
+        edits_applied,
+        changed: changed(changes),
+    })
 }
 
 /// Adds `n` to `column` of the rows matched by `(a, c)` (for applications, `c` is unused).
@@ -206,7 +161,7 @@ async fn add_counts(
     table: &'static str,
     column: &'static str,
     matching: &'static str,
-    deltas: &HashMap<ChatKey, i64>,
+    deltas: &BTreeMap<ChatKey, i64>,
 ) -> Result<()> {
     let deltas: Vec<_> = deltas.iter().collect();
     for chunk in deltas.chunks(ROWS_PER_STATEMENT) {

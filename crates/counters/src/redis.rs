@@ -1,0 +1,306 @@
+//! Redis numbering for distributed mode: every API server allocates from the same counters
+//! with one Lua script per allocation (check the parent, then `INCR`, in one round trip).
+//!
+//! A counter is never incremented while missing: a missing counter is seeded from the store
+//! with `SET NX`, and only while the sentinel key says Redis has not lost data since the
+//! counters were initialised. When the sentinel is gone, creates answer 503, one process
+//! (holding a lock) waits for the queue to drain so that every acknowledged create is in the
+//! store, then writes the sentinel back; counters then re-seed lazily from the store. As in
+//! embedded mode, each application keeps a *floor* (its highest stored chat when seeded): at
+//! or below it a chat exists iff its row is stored, so chats voided before a loss stay void.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chatsys_core::ports::{CreateQueue, Numbering, Store};
+use chatsys_core::{AppId, ChatNumber, Error, MessageNumber, Result};
+use redis::aio::ConnectionManager;
+use redis::io::tcp::TcpSettings;
+use redis::{AsyncCommands as _, IntoConnectionInfo as _, Script};
+
+/// Connects with `TCP_NODELAY` (a request-response protocol must not wait for Nagle).
+pub async fn connect(url: &str) -> Result<ConnectionManager> {
+    let info = url
+        .into_connection_info()
+        .map_err(|e| Error::invalid("CHATSYS_REDIS_URL is not a valid redis:// URL").with_source(e))?
+        .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+    let client = redis::Client::open(info).map_err(redis_error)?;
+    client.get_connection_manager().await.map_err(redis_error)
+}
+
+pub(crate) fn redis_error(e: redis::RedisError) -> Error {
+    Error::unavailable("redis is unavailable").with_source(e)
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisNumberingConfig {
+    /// Prepended to every key (several deployments, or tests, can share one Redis).
+    pub prefix: String,
+    /// After a data loss: how long the queue must stay empty before the counters re-seed.
+    pub drain_settle: Duration,
+}
+
+impl Default for RedisNumberingConfig {
+    fn default() -> Self {
+        Self { prefix: "chatsys".into(), drain_settle: Duration::from_secs(10) }
+    }
+}
+
+pub struct RedisNumbering {
+    redis: ConnectionManager,
+    config: RedisNumberingConfig,
+    store: Arc<dyn Store>,
+    queue: Arc<dyn CreateQueue>,
+    next_chat: Script,
+    next_message: Script,
+    recovering: Arc<AtomicBool>,
+}
+
+const RECOVERY_LOCK_MS: u64 = 600_000;
+
+impl RedisNumbering {
+    pub fn new(
+        redis: ConnectionManager,
+        config: RedisNumberingConfig,
+        store: Arc<dyn Store>,
+        queue: Arc<dyn CreateQueue>,
+    ) -> Self {
+        Self {
+            redis,
+            config,
+            store,
+            queue,
+            next_chat: Script::new(include_str!("lua/next_chat.lua")),
+            next_message: Script::new(include_str!("lua/next_message.lua")),
+            recovering: Arc::default(),
+        }
+    }
+
+    /// At start: writes the sentinel when Redis holds none (a fresh Redis, or one that lost
+    /// its data), after the queue has drained. Returns once the counters may be used.
+    pub async fn initialize(&self) -> Result<()> {
+        if self.sentinel_present().await? {
+            return Ok(());
+        }
+        recover(self.redis.clone(), self.config.clone(), self.store.clone(), self.queue.clone()).await
+    }
+
+    fn sentinel(&self) -> String {
+        format!("{}:sentinel", self.config.prefix)
+    }
+
+    fn app_key(&self, app: AppId, what: &str) -> String {
+        // the hash tag keeps an application's keys in one Redis Cluster slot
+        format!("{}:{{a{}}}:{what}", self.config.prefix, app.0)
+    }
+
+    fn chat_key(&self, app: AppId, chat: ChatNumber, what: &str) -> String {
+        self.app_key(app, &format!("c{chat}:{what}"))
+    }
+
+    async fn sentinel_present(&self) -> Result<bool> {
+        self.redis.clone().exists(self.sentinel()).await.map_err(redis_error)
+    }
+
+    /// Seeding is safe only while the sentinel stands; otherwise recovery starts (once per
+    /// process; the lock makes one process lead) and the caller answers 503.
+    async fn guard_seed(&self) -> Result<()> {
+        if self.sentinel_present().await? {
+            return Ok(());
+        }
+        if !self.recovering.swap(true, Ordering::SeqCst) {
+            let (redis, config, store, queue, flag) = (
+                self.redis.clone(),
+                self.config.clone(),
+                self.store.clone(),
+                self.queue.clone(),
+                self.recovering.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = recover(redis, config, store, queue).await {
+                    tracing::error!(error = %e, "counter recovery failed; the next create retries it");
+                }
+                flag.store(false, Ordering::SeqCst);
+            });
+        }
+        Err(Error::unavailable("number allocation is recovering from a Redis data loss; retry shortly"))
+    }
+
+    async fn seed_app(&self, app: AppId) -> Result<()> {
+        self.guard_seed().await?;
+        metrics::counter!("chatsys_counter_seeds_total", "kind" => "chat").increment(1);
+        let highest = self.store.highest_chat_number(app).await?;
+        let mut redis = self.redis.clone();
+        // the floor first: whoever sees the counter also sees its floor
+        let _: bool = redis.set_nx(self.app_key(app, "floor"), highest).await.map_err(redis_error)?;
+        let _: bool = redis.set_nx(self.app_key(app, "chats"), highest).await.map_err(redis_error)?;
+        Ok(())
+    }
+
+    /// Seeds the chat's message counter if the chat exists; false when it does not.
+    async fn seed_chat(&self, app: AppId, chat: ChatNumber) -> Result<bool> {
+        self.guard_seed().await?;
+        let floor: Option<u64> = self.redis.clone().get(self.app_key(app, "floor")).await.map_err(redis_error)?;
+        let seed = self.store.chat_seed(app, chat).await?;
+        let highest = match seed {
+            Some(highest) => highest,
+            // at or below the floor, a chat exists only if it is stored
+            None if chat.get() <= floor.unwrap_or(0) => return Ok(false),
+            // handed out since the counters were seeded, not written yet
+            None => 0,
+        };
+        metrics::counter!("chatsys_counter_seeds_total", "kind" => "message").increment(1);
+        let _: bool =
+            self.redis.clone().set_nx(self.chat_key(app, chat, "messages"), highest).await.map_err(redis_error)?;
+        Ok(true)
+    }
+
+    async fn run_next_message(&self, app: AppId, chat: ChatNumber, mode: &str) -> Result<i64> {
+        self.next_message
+            .key(self.app_key(app, "chats"))
+            .key(self.app_key(app, "void_chats"))
+            .key(self.chat_key(app, chat, "messages"))
+            .arg(chat.get().to_string())
+            .arg(mode)
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(redis_error)
+    }
+
+    /// Runs the script until the counters it needs are seeded: its answer, or `None` when
+    /// the chat does not exist.
+    async fn with_chat(&self, app: AppId, chat: ChatNumber, mode: &str) -> Result<Option<u64>> {
+        for _ in 0..4 {
+            match self.run_next_message(app, chat, mode).await? {
+                -1 => self.seed_app(app).await?,
+                -2 => {
+                    if !self.seed_chat(app, chat).await? {
+                        return Ok(None);
+                    }
+                }
+                0 => return Ok(None),
+                n => return Ok(Some(n as u64)),
+            }
+        }
+        Err(Error::internal("counters kept disappearing while being seeded"))
+    }
+}
+
+/// Waits for the queue to drain, then writes the sentinel, holding the recovery lock; a
+/// process that does not get the lock waits for the sentinel instead.
+async fn recover(
+    mut redis: ConnectionManager,
+    config: RedisNumberingConfig,
+    store: Arc<dyn Store>,
+    queue: Arc<dyn CreateQueue>,
+) -> Result<()> {
+    let sentinel = format!("{}:sentinel", config.prefix);
+    let lock = format!("{}:recovery_lock", config.prefix);
+    let me = format!("{}-{}", std::process::id(), chatsys_core::Timestamp::now().as_micros());
+    let leader: bool = redis::cmd("SET")
+        .arg(&lock)
+        .arg(&me)
+        .arg("NX")
+        .arg("PX")
+        .arg(RECOVERY_LOCK_MS)
+        .query_async::<Option<String>>(&mut redis)
+        .await
+        .map_err(redis_error)?
+        .is_some();
+    if !leader {
+        for _ in 0..(RECOVERY_LOCK_MS / 100) {
+            if redis.exists(&sentinel).await.map_err(redis_error)? {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        return Err(Error::unavailable("another process is recovering the counters"));
+    }
+    // A store with no application at all is a first start: nothing can be in flight.
+    let fresh = store.list_applications(None, 1).await?.is_empty() && queue.backlog().await? == 0;
+    if !fresh {
+        tracing::warn!("redis holds no counter sentinel while the store holds data: waiting for the queue to drain");
+        metrics::counter!("chatsys_counter_recoveries_total").increment(1);
+        let mut quiet_since = tokio::time::Instant::now();
+        loop {
+            if queue.backlog().await? > 0 {
+                quiet_since = tokio::time::Instant::now();
+            } else if quiet_since.elapsed() >= config.drain_settle {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let _: () = redis.set(&sentinel, chatsys_core::Timestamp::now().as_micros()).await.map_err(redis_error)?;
+    let _: () = redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end")
+        .key(&lock)
+        .arg(&me)
+        .invoke_async(&mut redis)
+        .await
+        .map_err(redis_error)?;
+    tracing::info!(fresh, "counters initialised; they seed from the store as they are used");
+    Ok(())
+}
+
+#[async_trait]
+impl Numbering for RedisNumbering {
+    async fn ping(&self) -> Result<()> {
+        let _: String = redis::cmd("PING").query_async(&mut self.redis.clone()).await.map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn next_chat(&self, app: AppId) -> Result<ChatNumber> {
+        for _ in 0..4 {
+            let n: i64 = self
+                .next_chat
+                .key(self.app_key(app, "chats"))
+                .invoke_async(&mut self.redis.clone())
+                .await
+                .map_err(redis_error)?;
+            if n > 0 {
+                return ChatNumber::new(n as u64).map_err(|_| Error::unavailable("number space exhausted"));
+            }
+            self.seed_app(app).await?;
+        }
+        Err(Error::internal("the chat counter kept disappearing while being seeded"))
+    }
+
+    async fn next_message(&self, app: AppId, chat: ChatNumber) -> Result<Option<MessageNumber>> {
+        match self.with_chat(app, chat, "next").await? {
+            Some(n) => Ok(Some(MessageNumber::new(n).map_err(|_| Error::unavailable("number space exhausted"))?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn chat_exists(&self, app: AppId, chat: ChatNumber) -> Result<bool> {
+        Ok(self.with_chat(app, chat, "peek").await?.is_some())
+    }
+
+    async fn message_exists(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<bool> {
+        if !self.chat_exists(app, chat).await? {
+            return Ok(false);
+        }
+        let mut redis = self.redis.clone();
+        let last: Option<u64> = redis.get(self.chat_key(app, chat, "messages")).await.map_err(redis_error)?;
+        let void: bool =
+            redis.sismember(self.chat_key(app, chat, "void_messages"), number.get()).await.map_err(redis_error)?;
+        Ok(number.get() <= last.unwrap_or(0) && !void)
+    }
+
+    async fn void_chat(&self, app: AppId, chat: ChatNumber) -> Result<()> {
+        let _: () = self.redis.clone().sadd(self.app_key(app, "void_chats"), chat.get()).await.map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn void_message(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<()> {
+        let _: () = self
+            .redis
+            .clone()
+            .sadd(self.chat_key(app, chat, "void_messages"), number.get())
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+}

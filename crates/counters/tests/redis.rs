@@ -1,0 +1,134 @@
+//! The numbering contract against the real Redis on this machine (`CHATSYS_TEST_REDIS_URL`,
+//! default `redis://127.0.0.1:6379`), each test under a key prefix of its own, and what only
+//! Redis numbering does: surviving a data loss without handing out a number twice.
+
+mod suite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatsys_core::ports::{Claim, IdempotencyKeys, Numbering, Store};
+use chatsys_core::{ChatNumber, Command, IdempotencyRecord, Queued, Timestamp};
+use chatsys_counters::{RedisIdempotencyKeys, RedisNumbering, RedisNumberingConfig};
+use chatsys_queue::in_process;
+use chatsys_store::SqliteStore;
+use rand::Rng as _;
+use redis::AsyncCommands as _;
+use tempfile::TempDir;
+
+fn redis_url() -> String {
+    std::env::var("CHATSYS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+struct Fixture {
+    _dir: TempDir,
+    redis: redis::aio::ConnectionManager,
+    prefix: String,
+    store: Arc<dyn Store>,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let redis = chatsys_counters::redis::connect(&redis_url())
+        .await
+        .unwrap_or_else(|e| panic!("the Redis server at {} must be running for these tests: {e}", redis_url()));
+    let prefix = format!("chatsys-test-{:016x}", rand::rng().random::<u64>());
+    Fixture { _dir: dir, redis, prefix, store }
+}
+
+async fn numbering(f: &Fixture) -> RedisNumbering {
+    let (queue, _source) = in_process::channel(10, Duration::from_secs(1));
+    let config = RedisNumberingConfig { prefix: f.prefix.clone(), drain_settle: Duration::from_millis(200) };
+    let numbering = RedisNumbering::new(f.redis.clone(), config, f.store.clone(), Arc::new(queue));
+    numbering.initialize().await.unwrap();
+    numbering
+}
+
+async fn open() -> (Arc<dyn Numbering>, Arc<dyn Store>, Fixture) {
+    let f = fixture().await;
+    let n = numbering(&f).await;
+    (Arc::new(n), f.store.clone(), f)
+}
+
+numbering_contract!(open);
+
+/// Removes every key of the fixture's prefix: a data loss, for this deployment only.
+async fn lose_everything(f: &Fixture) {
+    let mut redis = f.redis.clone();
+    let keys: Vec<String> = redis.keys(format!("{}:*", f.prefix)).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis.del(keys).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn after_a_redis_data_loss_no_number_is_handed_out_twice() {
+    let f = fixture().await;
+    let numbering = numbering(&f).await;
+    let app = suite::new_app(f.store.as_ref()).await;
+    let c = |n| ChatNumber::new(n).unwrap();
+    for n in 1..=3 {
+        assert_eq!(numbering.next_chat(app).await.unwrap(), c(n));
+    }
+    numbering.void_chat(app, c(2)).await.unwrap();
+    let at = Timestamp::now();
+    // chats 1 and 3 are written (2's create failed), chat 3 holds two messages
+    let mut batch: Vec<Queued> = [1, 3].iter().map(|n| Command::CreateChat { app, chat: c(*n), at }.into()).collect();
+    for n in 1..=2 {
+        let m = numbering.next_message(app, c(3)).await.unwrap().unwrap();
+        assert_eq!(m.get(), n);
+        batch.push(
+            Command::CreateMessage {
+                app,
+                chat: c(3),
+                number: m,
+                body: chatsys_core::MessageBody::parse("x".into()).unwrap(),
+                at,
+            }
+            .into(),
+        );
+    }
+    f.store.write_batch(&batch).await.unwrap();
+
+    lose_everything(&f).await;
+    let refused = numbering.next_chat(app).await.unwrap_err();
+    assert_eq!(refused.kind(), chatsys_core::ErrorKind::Unavailable, "creates answer 503 while recovering");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let next = loop {
+        match numbering.next_chat(app).await {
+            Ok(n) => break n,
+            Err(e) if e.kind() == chatsys_core::ErrorKind::Unavailable && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("recovery did not finish: {e}"),
+        }
+    };
+    assert_eq!(next, c(4), "numbering continues after the highest stored chat");
+    assert!(!numbering.chat_exists(app, c(2)).await.unwrap(), "the chat voided before the loss stays void");
+    assert_eq!(numbering.next_message(app, c(2)).await.unwrap(), None);
+    assert_eq!(numbering.next_message(app, c(3)).await.unwrap().unwrap().get(), 3);
+    assert!(numbering.chat_exists(app, c(4)).await.unwrap());
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_claimed_once_and_answer_repeats() {
+    let f = fixture().await;
+    let keys = RedisIdempotencyKeys::new(f.redis.clone(), f.prefix.clone(), f.store.clone());
+    assert_eq!(keys.claim("/s", "k").await.unwrap(), Claim::Claimed);
+    assert_eq!(keys.claim("/s", "k").await.unwrap(), Claim::InFlight);
+    assert_eq!(keys.claim("/other", "k").await.unwrap(), Claim::Claimed, "keys are per path");
+    let record = IdempotencyRecord {
+        scope: "/s".into(),
+        key: "k".into(),
+        fingerprint: "fp".into(),
+        status: 201,
+        location: "/l".into(),
+        body: "{}".into(),
+        created_at: Timestamp::now(),
+    };
+    keys.complete(&record).await.unwrap();
+    assert_eq!(keys.claim("/s", "k").await.unwrap(), Claim::Done(record));
+    keys.release("/other", "k").await;
+    assert_eq!(keys.claim("/other", "k").await.unwrap(), Claim::Claimed, "a released key can be tried again");
+}
