@@ -33,6 +33,23 @@ pub struct Config {
     #[arg(long, env = "CHATSYS_ELASTICSEARCH_URL", global = true, hide_env_values = true)]
     pub elasticsearch_url: Option<String>,
 
+    /// Distributed mode: the RabbitMQ queue of create commands (`<name>.dead` beside it)
+    #[arg(long, env = "CHATSYS_AMQP_QUEUE", default_value = "chatsys.commands", global = true)]
+    pub amqp_queue: String,
+
+    /// Distributed mode: the prefix of every Redis key (deployments may share a Redis)
+    #[arg(long, env = "CHATSYS_REDIS_PREFIX", default_value = "chatsys", global = true)]
+    pub redis_prefix: String,
+
+    /// Distributed mode: after a Redis data loss, how long the queue must stay empty before
+    /// the counters re-seed from the database
+    #[arg(long, env = "CHATSYS_REDIS_RECOVERY_SETTLE", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub redis_recovery_settle: Duration,
+
+    /// Distributed mode: connections to the database per process
+    #[arg(long, env = "CHATSYS_DATABASE_POOL", default_value_t = 16, global = true)]
+    pub database_pool: u32,
+
     /// Guards `GET /applications` (`Authorization: Bearer <token>`); unset leaves it open
     #[arg(long, env = "CHATSYS_ADMIN_TOKEN", global = true, hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -114,6 +131,10 @@ impl fmt::Debug for Config {
             .field("redis_url", &redacted(&self.redis_url))
             .field("amqp_url", &redacted(&self.amqp_url))
             .field("elasticsearch_url", &redacted(&self.elasticsearch_url))
+            .field("amqp_queue", &self.amqp_queue)
+            .field("redis_prefix", &self.redis_prefix)
+            .field("redis_recovery_settle", &self.redis_recovery_settle)
+            .field("database_pool", &self.database_pool)
             .field("admin_token", &redacted(&self.admin_token))
             .field("log_format", &self.log_format)
             .field("reconcile_interval", &self.reconcile_interval)

@@ -2,6 +2,7 @@
 //! also runs the writer in-process.
 
 mod config;
+mod distributed;
 mod wiring;
 
 use std::io::IsTerminal as _;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the HTTP API (the default); in embedded mode also the writer and the reconcile job
     Serve,
+    /// Distributed mode: consume the create queue, write batches, run the reconcile job
+    Worker,
     /// Recompute chats_count and messages_count from the rows once, then exit
     Reconcile,
     /// Rebuild the search index from the store (embedded mode: stop the server first)
@@ -37,6 +40,7 @@ fn main() -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => wiring::serve(cli.config).await,
+            Command::Worker => wiring::worker(cli.config).await,
             Command::Reconcile => wiring::reconcile_once(cli.config).await,
             Command::Reindex => wiring::reindex(cli.config).await,
         }

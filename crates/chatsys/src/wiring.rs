@@ -15,6 +15,7 @@ use chatsys_worker::{BatchConfig, Consumer, reconcile};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Mode};
+use crate::distributed;
 
 /// How long a create may wait for room in the embedded queue before it answers 503.
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,26 +23,33 @@ const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     match config.mode().map_err(anyhow::Error::msg)? {
         Mode::Embedded => serve_embedded(config).await,
-        Mode::Distributed => bail!("distributed mode (MySQL, Redis, RabbitMQ) is not part of this build yet"),
+        Mode::Distributed => distributed::serve(config).await,
+    }
+}
+
+pub async fn worker(config: Config) -> anyhow::Result<()> {
+    match config.mode().map_err(anyhow::Error::msg)? {
+        Mode::Embedded => bail!(
+            "`chatsys worker` is for distributed mode (CHATSYS_DATABASE_URL, CHATSYS_REDIS_URL, CHATSYS_AMQP_URL); \
+             in embedded mode `chatsys serve` writes by itself"
+        ),
+        Mode::Distributed => distributed::worker(config).await,
     }
 }
 
 pub async fn reconcile_once(config: Config) -> anyhow::Result<()> {
-    match config.mode().map_err(anyhow::Error::msg)? {
-        Mode::Embedded => {
-            let store = open_embedded_store(&config).await?;
-            let r = store.reconcile().await.context("reconciling counts")?;
-            tracing::info!(
-                applications_fixed = r.applications_fixed,
-                chats_fixed = r.chats_fixed,
-                idempotency_records_expired = r.idempotency_records_expired,
-                "counts reconciled"
-            );
-            store.close().await;
-            Ok(())
-        }
-        Mode::Distributed => bail!("distributed mode (MySQL, Redis, RabbitMQ) is not part of this build yet"),
-    }
+    let store: Arc<dyn Store> = match config.mode().map_err(anyhow::Error::msg)? {
+        Mode::Embedded => open_embedded_store(&config).await?,
+        Mode::Distributed => distributed::open_store(&config).await?,
+    };
+    let r = store.reconcile().await.context("reconciling counts")?;
+    tracing::info!(
+        applications_fixed = r.applications_fixed,
+        chats_fixed = r.chats_fixed,
+        idempotency_records_expired = r.idempotency_records_expired,
+        "counts reconciled"
+    );
+    Ok(())
 }
 
 async fn open_embedded_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
@@ -66,7 +74,7 @@ pub async fn reindex(config: Config) -> anyhow::Result<()> {
             tracing::info!(dir = %dir.display(), "search index rebuilt");
             Ok(())
         }
-        Mode::Distributed => bail!("distributed mode (MySQL, Redis, RabbitMQ) is not part of this build yet"),
+        Mode::Distributed => bail!("distributed mode has no search index to rebuild until Elasticsearch is configured"),
     }
 }
 
@@ -113,7 +121,7 @@ async fn serve_embedded(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve_http(config: &Config, state: AppState) -> anyhow::Result<()> {
+pub(crate) async fn serve_http(config: &Config, state: AppState) -> anyhow::Result<()> {
     if state.admin_token.is_none() {
         tracing::warn!(
             "no admin token configured: GET /applications lists every token to anyone (set CHATSYS_ADMIN_TOKEN)"
@@ -133,7 +141,7 @@ async fn serve_http(config: &Config, state: AppState) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGINT or SIGTERM: the server stops accepting and finishes what is in flight.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing SIGTERM handler");

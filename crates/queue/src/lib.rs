@@ -2,3 +2,4 @@
 //! [`chatsys_core::ports::CommandSource`] for the worker. In-process for embedded mode.
 
 pub mod in_process;
+pub mod rabbitmq;

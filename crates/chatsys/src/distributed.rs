@@ -1,0 +1,83 @@
+//! Distributed mode: MySQL, Redis and RabbitMQ; `serve` runs the API, `worker` the writer.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chatsys_api::{AppState, Services};
+use chatsys_core::ports::Store;
+use chatsys_counters::{RedisIdempotencyKeys, RedisNumbering, RedisNumberingConfig};
+use chatsys_queue::rabbitmq::{RabbitConfig, RabbitQueue, RabbitSource};
+use chatsys_store::MySqlStore;
+use chatsys_worker::{BatchConfig, Consumer, reconcile};
+
+use crate::config::Config;
+use crate::wiring::{serve_http, shutdown_signal};
+
+fn url(value: &Option<String>, name: &str) -> anyhow::Result<String> {
+    value.clone().with_context(|| format!("{name} is not set"))
+}
+
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<MySqlStore>> {
+    let store = MySqlStore::connect(&url(&config.database_url, "CHATSYS_DATABASE_URL")?, config.database_pool)
+        .await
+        .context("connecting to the database (CHATSYS_DATABASE_URL)")?;
+    Ok(Arc::new(store))
+}
+
+fn rabbit(config: &Config) -> anyhow::Result<RabbitConfig> {
+    let mut rabbit = RabbitConfig::new(url(&config.amqp_url, "CHATSYS_AMQP_URL")?);
+    rabbit.queue = config.amqp_queue.clone();
+    Ok(rabbit)
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let queue =
+        Arc::new(RabbitQueue::start(rabbit(&config)?).await.context("connecting to RabbitMQ (CHATSYS_AMQP_URL)")?);
+    let redis = chatsys_counters::redis::connect(&url(&config.redis_url, "CHATSYS_REDIS_URL")?)
+        .await
+        .context("connecting to Redis (CHATSYS_REDIS_URL)")?;
+    let numbering = RedisNumbering::new(
+        redis.clone(),
+        RedisNumberingConfig { prefix: config.redis_prefix.clone(), drain_settle: config.redis_recovery_settle },
+        store.clone(),
+        queue.clone(),
+    );
+    numbering.initialize().await.context("initialising the counters in Redis")?;
+    if config.elasticsearch_url.is_some() {
+        tracing::warn!(
+            "CHATSYS_ELASTICSEARCH_URL is set, but this build has no Elasticsearch adapter yet: search answers 503"
+        );
+    }
+    tracing::info!("distributed mode: mysql store, redis numbering, rabbitmq queue; search not configured");
+    let services = Services {
+        store: store.clone(),
+        numbering: Arc::new(numbering),
+        queue,
+        idempotency: Arc::new(RedisIdempotencyKeys::new(redis, config.redis_prefix.clone(), store.clone())),
+        search: None,
+        admin_token: config.admin_token.clone(),
+        body_limit: config.body_limit,
+    };
+    serve_http(&config, AppState::new(services)).await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub async fn worker(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let batches = BatchConfig { max_commands: config.batch_max as usize, linger: config.batch_linger };
+    let consumer = Consumer::new(Box::new(RabbitSource::new(rabbit(&config)?)), store.clone(), batches);
+    let reconciler = tokio::spawn(reconcile::run(store.clone() as Arc<dyn Store>, config.reconcile_interval));
+    tracing::info!(queue = %config.amqp_queue, "worker started");
+    tokio::select! {
+        () = consumer.run() => {}
+        () = shutdown_signal() => {}
+    }
+    // a batch cut short is rolled back and its deliveries come again: nothing is lost
+    reconciler.abort();
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! The RabbitMQ queue against the real broker on this machine (`CHATSYS_TEST_AMQP_URL`,
+//! default `amqp://guest:guest@127.0.0.1:5672/%2f`), each test on queues of its own.
+
+use std::time::Duration;
+
+use chatsys_core::ports::{CommandSource, CreateQueue};
+use chatsys_core::{AppId, ChatNumber, Command, ErrorKind, Queued, Timestamp};
+use chatsys_queue::rabbitmq::{RabbitConfig, RabbitQueue, RabbitSource};
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use rand::Rng as _;
+
+fn amqp_url() -> String {
+    std::env::var("CHATSYS_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn config() -> RabbitConfig {
+    let mut config = RabbitConfig::new(amqp_url());
+    config.queue = format!("chatsys.test.{:016x}", rand::rng().random::<u64>());
+    config.delivery_limit = 3;
+    config
+}
+
+fn chat(n: u64) -> Queued {
+    Command::CreateChat { app: AppId(1), chat: ChatNumber::new(n).unwrap(), at: Timestamp::now() }.into()
+}
+
+/// Messages waiting in a queue, and the queues removed afterwards.
+async fn messages_in(queue: &str) -> u32 {
+    let connection = lapin::Connection::connect(&amqp_url(), Default::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let declared = channel
+        .queue_declare(queue.into(), QueueDeclareOptions::durable().passive(), FieldTable::default())
+        .await
+        .unwrap();
+    declared.message_count()
+}
+
+async fn delete(config: &RabbitConfig) {
+    let connection = lapin::Connection::connect(&amqp_url(), Default::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for queue in [config.queue.clone(), format!("{}.dead", config.queue)] {
+        let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+    }
+    let _ = channel.exchange_delete(format!("{}.dead", config.queue).as_str().into(), Default::default()).await;
+}
+
+#[tokio::test]
+async fn confirmed_creates_reach_a_worker_coalesced_into_few_messages() {
+    let config = config();
+    let queue = std::sync::Arc::new(
+        RabbitQueue::start(config.clone()).await.expect("the broker must be running for these tests"),
+    );
+    let submits: Vec<_> = (1..=50)
+        .map(|n| {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.submit(chat(n)).await })
+        })
+        .collect();
+    for s in submits {
+        s.await.unwrap().expect("confirmed by the broker");
+    }
+    assert!(queue.backlog().await.unwrap() >= 1);
+
+    let mut source = RabbitSource::new(config.clone());
+    let mut received = Vec::new();
+    let mut messages = 0;
+    while received.len() < 50 {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), source.next()).await.unwrap().unwrap();
+        messages += 1;
+        received.extend(delivery.commands.iter().map(|q| q.command.chat().get()));
+        delivery.receipt.ack().await;
+    }
+    received.sort_unstable();
+    assert_eq!(received, (1..=50).collect::<Vec<_>>());
+    assert!(messages < 50, "creates arriving together share messages ({messages} for 50)");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(queue.backlog().await.unwrap(), 0);
+    delete(&config).await;
+}
+
+#[tokio::test]
+async fn a_delivery_that_keeps_failing_is_redelivered_then_dead_lettered() {
+    let config = config();
+    let queue = RabbitQueue::start(config.clone()).await.unwrap();
+    queue.submit(chat(7)).await.unwrap();
+    let mut source = RabbitSource::new(config.clone());
+    // a quorum queue dead-letters a message returned more than `delivery_limit` (3) times
+    for attempt in 1..=4 {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), source.next()).await.unwrap().unwrap();
+        assert_eq!(delivery.commands[0].command.chat().get(), 7, "attempt {attempt} gets the same command");
+        delivery.receipt.fail(&chatsys_core::Error::unavailable("store down")).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while messages_in(&format!("{}.dead", config.queue)).await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(messages_in(&config.queue).await, 0);
+    assert!(tokio::time::timeout(Duration::from_millis(500), source.next()).await.is_err(), "not delivered again");
+    delete(&config).await;
+}
+
+#[tokio::test]
+async fn a_broker_that_cannot_be_reached_is_reported_as_unavailable() {
+    let mut config = config();
+    config.url = "amqp://guest:guest@127.0.0.1:1/%2f".into();
+    let error = RabbitQueue::start(config).await.err().expect("no broker on port 1");
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+}
