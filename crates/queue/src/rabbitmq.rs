@@ -229,7 +229,10 @@ async fn publish_loop(links: Arc<Links>, mut rx: mpsc::Receiver<(Queued, Ack)>) 
 
 fn settle(acks: Vec<Ack>, outcome: Result<()>) {
     for ack in acks {
-        let copy = outcome.as_ref().map(|()| ()).map_err(|e| Error::unavailable(e.detail().to_owned()));
+        let copy = match &outcome {
+            Ok(()) => Ok(()),
+            Err(e) => Err(Error::unavailable(e.detail().to_owned())),
+        };
         let _ = ack.send(copy);
     }
     if let Err(e) = outcome {
