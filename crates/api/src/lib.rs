@@ -14,6 +14,6 @@ mod state;
 mod views;
 
 pub use error::ApiError;
-pub use router::{openapi, router};
+pub use router::{openapi, router, worker_router};
 
 pub use state::{AppState, Services};

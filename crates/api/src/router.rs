@@ -69,6 +69,12 @@ pub fn router(state: AppState) -> Router {
     .with_state(state)
 }
 
+/// What a worker process serves: `/healthz` and `/metrics`.
+pub fn worker_router() -> Router {
+    metrics::handle();
+    Router::new().route("/healthz", get(health::healthz)).route("/metrics", get(metrics::render)).fallback(unknown_path)
+}
+
 /// Every log line of a request carries its id, method and route template (never the path
 /// itself: it holds the token).
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {

@@ -13,6 +13,10 @@ pub struct Config {
     #[arg(long, env = "CHATSYS_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: String,
 
+    /// `chatsys worker`: where to serve `/healthz` and `/metrics` (unset: nowhere)
+    #[arg(long, env = "CHATSYS_OPS_LISTEN", global = true)]
+    pub ops_listen: Option<String>,
+
     /// Embedded mode: folder of the SQLite database and the search index
     #[arg(long, env = "CHATSYS_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
@@ -126,6 +130,7 @@ impl fmt::Debug for Config {
         let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
             .field("listen", &self.listen)
+            .field("ops_listen", &self.ops_listen)
             .field("data_dir", &self.data_dir)
             .field("database_url", &redacted(&self.database_url))
             .field("redis_url", &redacted(&self.redis_url))

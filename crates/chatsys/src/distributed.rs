@@ -8,7 +8,7 @@ use chatsys_core::ports::Store;
 use chatsys_counters::{RedisIdempotencyKeys, RedisNumbering, RedisNumberingConfig};
 use chatsys_queue::rabbitmq::{RabbitConfig, RabbitQueue, RabbitSource};
 use chatsys_store::MySqlStore;
-use chatsys_worker::{BatchConfig, Consumer, reconcile};
+use chatsys_worker::{BatchConfig, Consumer, Patience, reconcile};
 
 use crate::config::Config;
 use crate::wiring::{serve_http, shutdown_signal};
@@ -68,8 +68,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 pub async fn worker(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let batches = BatchConfig { max_commands: config.batch_max as usize, linger: config.batch_linger };
-    let consumer = Consumer::new(Box::new(RabbitSource::new(rabbit(&config)?)), store.clone(), batches);
+    let consumer = Consumer::new(Box::new(RabbitSource::new(rabbit(&config)?)), store.clone(), batches)
+        .with_patience(Patience::UntilAvailable);
     let reconciler = tokio::spawn(reconcile::run(store.clone() as Arc<dyn Store>, config.reconcile_interval));
+    if let Some(listen) = &config.ops_listen {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "worker ops listening");
+        tokio::spawn(async move { axum::serve(listener, chatsys_api::worker_router()).await });
+    }
     tracing::info!(queue = %config.amqp_queue, "worker started");
     tokio::select! {
         () = consumer.run() => {}

@@ -13,6 +13,18 @@ pub struct Consumer {
     store: Arc<dyn Store>,
     search: Option<Arc<dyn SearchIndex>>,
     config: BatchConfig,
+    patience: Patience,
+}
+
+/// What the consumer does while the store is unavailable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// Give up after a few quick attempts: the producers are clients waiting for an answer
+    /// (embedded mode), who get a 503.
+    Brief,
+    /// Keep the deliveries and retry until the store is back: a durable queue holds the
+    /// commands meanwhile, and returning them would spend their delivery attempts.
+    UntilAvailable,
 }
 
 /// What one call of [`Consumer::process_next_batch`] did.
@@ -31,7 +43,12 @@ const WRITE_ATTEMPTS: u32 = 3;
 
 impl Consumer {
     pub fn new(source: Box<dyn CommandSource>, store: Arc<dyn Store>, config: BatchConfig) -> Self {
-        Self { source, store, search: None, config }
+        Self { source, store, search: None, config, patience: Patience::Brief }
+    }
+
+    pub fn with_patience(mut self, patience: Patience) -> Self {
+        self.patience = patience;
+        self
     }
 
     /// Indexes each written batch for search before acknowledging it.
@@ -60,7 +77,7 @@ impl Consumer {
         let Some(batch) = next_batch(self.source.as_mut(), self.config).await else { return Outcome::Closed };
         let commands: Vec<Queued> = batch.iter().flat_map(|d| d.commands.iter().cloned()).collect();
         let started = std::time::Instant::now();
-        match write(self.store.as_ref(), &commands).await {
+        match write(self.store.as_ref(), &commands, self.patience).await {
             Ok(outcome) => {
                 let written = started.elapsed();
                 record_written(&commands, written);
@@ -80,7 +97,7 @@ impl Consumer {
                 tracing::error!(error = %e, source = ?std::error::Error::source(&e), "batch rejected, writing its deliveries one by one");
                 let mut failed = 0;
                 for delivery in batch {
-                    let result = write(self.store.as_ref(), &delivery.commands).await;
+                    let result = write(self.store.as_ref(), &delivery.commands, self.patience).await;
                     match &result {
                         Ok(outcome) => self.index(outcome).await,
                         Err(_) => failed += delivery.commands.len(),
@@ -126,13 +143,21 @@ fn record_written(commands: &[Queued], took: std::time::Duration) {
     }
 }
 
-/// Writes a batch, retrying briefly while the store is unavailable.
-async fn write(store: &dyn Store, commands: &[Queued]) -> Result<BatchOutcome> {
-    let mut attempt = 1;
+/// Writes a batch, retrying while the store is unavailable (as long as `patience` says).
+async fn write(store: &dyn Store, commands: &[Queued], patience: Patience) -> Result<BatchOutcome> {
+    let mut attempt = 1u32;
     loop {
         match store.write_batch(commands).await {
-            Err(e) if e.kind() == ErrorKind::Unavailable && attempt < WRITE_ATTEMPTS => {
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            Err(e)
+                if e.kind() == ErrorKind::Unavailable
+                    && (patience == Patience::UntilAvailable || attempt < WRITE_ATTEMPTS) =>
+            {
+                let wait = Duration::from_millis((50 * u64::from(attempt)).min(2_000));
+                if attempt % 10 == 1 {
+                    let cause = std::error::Error::source(&e).map(ToString::to_string);
+                    tracing::warn!(error = %e, cause, attempt, "store unavailable: retrying the batch");
+                }
+                tokio::time::sleep(wait).await;
                 attempt += 1;
             }
             result => return result,

@@ -7,4 +7,4 @@ pub mod consumer;
 pub mod reconcile;
 
 pub use batcher::BatchConfig;
-pub use consumer::{Consumer, Outcome};
+pub use consumer::{Consumer, Outcome, Patience};

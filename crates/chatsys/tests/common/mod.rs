@@ -2,6 +2,9 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part of this module")]
 
+pub mod cluster;
+pub mod load;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -14,11 +17,23 @@ use serde_json::{Value, json};
 
 pub struct Server {
     child: Child,
-    pub base: String,
     pub data_dir: PathBuf,
-    pub http: reqwest::Client,
     /// Every line the server wrote to stderr so far.
     pub logs: Arc<Mutex<Vec<String>>>,
+    client: Client,
+}
+
+/// HTTP to a chatsys (or to nginx in front of several).
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
 }
 
 impl Server {
@@ -28,9 +43,15 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Self::spawn("serve", data_dir, env)
+    }
+
+    /// Starts `chatsys SUBCOMMAND`; returns once it logs the address it listens on (for
+    /// `worker`, its ops address: set `CHATSYS_OPS_LISTEN`).
+    pub fn spawn(subcommand: &str, data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_chatsys"));
         command
-            .arg("serve")
+            .arg(subcommand)
             .env_clear()
             .env("CHATSYS_LISTEN", "127.0.0.1:0")
             .env("CHATSYS_DATA_DIR", data_dir)
@@ -66,8 +87,7 @@ impl Server {
             }
         });
         let addr = rx.recv_timeout(Duration::from_secs(30)).expect("chatsys logs its address");
-        let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("http client");
-        Server { child, base: format!("http://{addr}"), data_dir: data_dir.to_owned(), http, logs }
+        Server { child, data_dir: data_dir.to_owned(), logs, client: Client::new(&format!("http://{addr}")) }
     }
 
     pub fn pid(&self) -> Pid {
@@ -89,6 +109,13 @@ impl Server {
     /// Waits for the process to exit (after a signal sent by other means).
     pub fn terminate_wait(mut self) -> ExitStatus {
         self.child.wait().expect("reaped")
+    }
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("http client");
+        Client { base: base.to_owned(), http }
     }
 
     pub fn url(&self, path: &str) -> String {
