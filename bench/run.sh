@@ -4,6 +4,8 @@
 # each scenario's throughput as a share of the same server's GET /healthz.
 #
 #   bench/run.sh [DURATION_SECONDS] [CONNECTIONS]        defaults: 10 256
+#   BENCH_MODE=distributed bench/run.sh ...   one `chatsys serve` and one `chatsys worker` on
+#     this machine's MariaDB, Redis and RabbitMQ (a database, prefix and queue of their own)
 #
 # Needs wrk (apt-get install wrk). Load generator and server share the machine; read the
 # ratios, not the absolute numbers, on a shared or small machine.
@@ -16,9 +18,28 @@ chats=${BENCH_CHATS:-1000}
 seed_messages=${BENCH_SEED_MESSAGES:-1000}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
+mode=${BENCH_MODE:-embedded}
 cargo build --release --locked -q
 work=$(mktemp -d)
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
+name="chatsys_bench_$$"
+worker=
+cleanup() {
+  kill -TERM $pid $worker 2>/dev/null; wait $pid $worker 2>/dev/null
+  if [ "$mode" = distributed ]; then
+    mariadb -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS $name"
+    rabbitmqctl -q delete_queue "$name.commands" >/dev/null 2>&1
+    redis-cli --scan --pattern "$name:*" | xargs -r redis-cli del >/dev/null
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+if [ "$mode" = distributed ]; then
+  mariadb -h 127.0.0.1 -u root -e "CREATE DATABASE $name CHARACTER SET utf8mb4"
+  export CHATSYS_DATABASE_URL="mysql://root@127.0.0.1:3306/$name" CHATSYS_REDIS_URL=redis://127.0.0.1:6379 \
+    CHATSYS_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f" CHATSYS_AMQP_QUEUE="$name.commands" CHATSYS_REDIS_PREFIX="$name"
+  RUST_LOG=warn target/release/chatsys worker >"$work/worker.log" 2>&1 &
+  worker=$!
+fi
 CHATSYS_LISTEN=127.0.0.1:0 CHATSYS_DATA_DIR="$work/data" RUST_LOG=warn,chatsys::wiring=info \
   target/release/chatsys serve >"$work/server.log" 2>&1 &
 pid=$!
@@ -68,17 +89,29 @@ print(f"{rps:.0f} {ms('50%'):.2f} {ms('99%'):.2f} {bad.group(1) if bad else 0}{'
 PY
 }
 
-echo "benchmark: ${duration}s per scenario, wrk -t$threads -c$conns, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "benchmark ($mode mode): ${duration}s per scenario, wrk -t$threads -c$conns, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 read -r h_rps h_p50 h_p99 h_bad <<<"$(run healthz)"
 row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$(awk -v a="$2" -v b="$h_rps" 'BEGIN{printf "%.0f %%", 100*a/b}')" "$3" "$4" "$5"; }
 echo
 echo "| scenario | req/s | share of /healthz | p50 ms | p99 ms | non-2xx |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 row "GET /healthz" "$h_rps" "$h_p50" "$h_p99" "$h_bad"
+# distributed mode: seconds until the workers have written everything the queue holds
+drain() {
+  [ "$mode" = distributed ] || { echo 0; return; }
+  local start=$(date +%s.%N)
+  while [ "$(rabbitmqctl -q list_queues name messages | awk -v q="$name.commands" '$1 == q {print $2}')" != 0 ]; do sleep 0.2; done
+  echo "$(date +%s.%N) - $start" | bc
+}
+notes=()
 for kind in create_chat create_message_spread create_message_hot get_message list_messages; do
   read -r rps p50 p99 bad <<<"$(run $kind)"
   row "$kind" "$rps" "$p50" "$p99" "$bad"
   [ "$kind" = create_message_spread ] && peak=$rps
+  case "$kind" in create_*)
+    d=$(drain)
+    [ "$mode" = distributed ] && notes+=("$kind: the workers finished writing ${d}s after the load stopped: $(echo "$rps * $duration / ($duration + $d)" | bc) writes/s sustained")
+  esac
 done
 # paced: each connection waits 1 ms between requests; the number of connections is tuned
 # (two tries) so that the offered rate is about half the peak create rate
@@ -86,7 +119,15 @@ target=$(awk -v p="$peak" 'BEGIN{print p/2}')
 pconns=$(awk -v t="$target" 'BEGIN{c=int(t*2/1000+0.5); if (c<1) c=1; print c}')
 read -r rps p50 p99 bad <<<"$(run create_message_spread 1 "$pconns")"
 pconns=$(awk -v t="$target" -v r="$rps" -v c="$pconns" 'BEGIN{n=int(c*t/r+0.5); if (n<1) n=1; print n}')
-read -r rps p50 p99 bad <<<"$(run create_message_spread 1 "$pconns")"
+drain >/dev/null
+run create_message_spread 1 "$pconns" >"$work/paced.out" &
+paced=$!
+sleep 2
+visibility=$(python3 bench/visibility.py "$base" "$TOKEN" 2 200)
+wait $paced
+read -r rps p50 p99 bad <"$work/paced.out"
 row "create_message_spread, paced to ~half of peak ($pconns conns, 1 ms apart)" "$rps" "$p50" "$p99" "$bad"
 echo
 echo "server peak RSS (VmHWM) over the run: $(rss_peak_mib) MiB"
+echo "during the paced run, $visibility"
+for note in "${notes[@]}"; do echo "$note"; done

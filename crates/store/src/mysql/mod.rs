@@ -41,7 +41,7 @@ impl MySqlStore {
         let options: MySqlConnectOptions = url
             .parse()
             .map_err(|e| Error::invalid("CHATSYS_DATABASE_URL is not a valid mysql:// URL").with_source(e))?;
-        let options = options.charset("utf8mb4").timezone(Some(String::from("+00:00")));
+        let options = options.charset("utf8mb4").timezone(Some(String::from("+00:00"))).statement_cache_capacity(256);
         let pool = MySqlPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -289,7 +289,7 @@ impl Store for MySqlStore {
         numbers: &[MessageNumber],
     ) -> Result<Vec<Message>> {
         let mut out = Vec::with_capacity(numbers.len());
-        for chunk in numbers.chunks(500) {
+        for chunk in write::pieces(numbers) {
             let mut qb = QueryBuilder::new(MESSAGE);
             qb.push(" WHERE application_id = ").push_bind(app.0);
             qb.push(" AND chat_number = ").push_bind(chat.as_i64()).push(" AND number IN (");

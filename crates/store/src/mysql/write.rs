@@ -16,8 +16,25 @@ use super::to_datetime;
 use crate::error::store_error;
 use crate::plan::{ChatKey, MessageKey, Plan, changed, count_by};
 
-/// Rows per multi-row statement (MySQL takes up to 65,535 bound values).
-const ROWS_PER_STATEMENT: usize = 500;
+/// Multi-row statements come in these sizes only (a batch's rows are cut into the largest
+/// pieces that fit). sqlx caches prepared statements per SQL text; with any row count
+/// allowed, the cache churns, and each eviction sends a COM_STMT_CLOSE, which gets no reply:
+/// the next command then waits for Nagle's algorithm and the server's delayed ACK, 40 ms,
+/// because sqlx sets no TCP_NODELAY on MySQL sockets. A few sizes stay cached.
+const STATEMENT_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// `items` cut into pieces of the sizes above, largest first.
+pub(crate) fn pieces<T>(mut items: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    for size in STATEMENT_SIZES {
+        while items.len() >= size {
+            let (piece, rest) = items.split_at(size);
+            out.push(piece);
+            items = rest;
+        }
+    }
+    out
+}
 
 type Tx = Transaction<'static, MySql>;
 
@@ -33,7 +50,7 @@ pub(crate) async fn write_batch(pool: &MySqlPool, batch: &[Queued]) -> Result<Ba
     let missing: Vec<(ChatKey, Timestamp)> =
         plan.chats.iter().filter(|(k, _)| !existing.contains(k)).map(|(k, (at, _))| (*k, *at)).collect();
     let mut inserted_chats: BTreeSet<ChatKey> = BTreeSet::new();
-    for chunk in missing.chunks(ROWS_PER_STATEMENT) {
+    for chunk in pieces(&missing) {
         let mut qb = QueryBuilder::<MySql>::new(
             "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) ",
         );
@@ -63,7 +80,7 @@ pub(crate) async fn write_batch(pool: &MySqlPool, batch: &[Queued]) -> Result<Ba
 
     // Message creates.
     let mut inserted_messages: BTreeSet<MessageKey> = BTreeSet::new();
-    for chunk in plan.creates.chunks(ROWS_PER_STATEMENT) {
+    for chunk in pieces(&plan.creates) {
         let mut qb = QueryBuilder::<MySql>::new(
             "INSERT INTO messages (application_id, chat_number, number, body, created_at, updated_at) ",
         );
@@ -167,7 +184,7 @@ pub(crate) async fn write_batch(pool: &MySqlPool, batch: &[Queued]) -> Result<Ba
 
 async fn existing_chats(tx: &mut Tx, keys: &[ChatKey]) -> Result<BTreeSet<ChatKey>> {
     let mut found = BTreeSet::new();
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+    for chunk in pieces(&keys) {
         let mut qb =
             QueryBuilder::<MySql>::new("SELECT application_id, number FROM chats WHERE (application_id, number) IN (");
         let mut list = qb.separated(", ");
@@ -258,7 +275,7 @@ async fn add_counts(
     deltas: &BTreeMap<ChatKey, i64>,
 ) -> Result<()> {
     let deltas: Vec<_> = deltas.iter().collect();
-    for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
+    for chunk in pieces(&deltas) {
         let mut qb = QueryBuilder::<MySql>::new(format!("UPDATE {table} t JOIN ("));
         for (i, ((a, c), n)) in chunk.iter().enumerate() {
             qb.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
@@ -271,7 +288,7 @@ async fn add_counts(
 }
 
 pub(crate) async fn insert_idempotency_records(tx: &mut Tx, records: &[IdempotencyRecord]) -> Result<()> {
-    for chunk in records.chunks(ROWS_PER_STATEMENT) {
+    for chunk in pieces(&records) {
         let mut qb = QueryBuilder::<MySql>::new(
             "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, status, location, body, created_at) ",
         );
