@@ -184,7 +184,7 @@ pub(crate) async fn write_batch(pool: &MySqlPool, batch: &[Queued]) -> Result<Ba
 
 async fn existing_chats(tx: &mut Tx, keys: &[ChatKey]) -> Result<BTreeSet<ChatKey>> {
     let mut found = BTreeSet::new();
-    for chunk in pieces(&keys) {
+    for chunk in pieces(keys) {
         let mut qb =
             QueryBuilder::<MySql>::new("SELECT application_id, number FROM chats WHERE (application_id, number) IN (");
         let mut list = qb.separated(", ");
@@ -288,7 +288,7 @@ async fn add_counts(
 }
 
 pub(crate) async fn insert_idempotency_records(tx: &mut Tx, records: &[IdempotencyRecord]) -> Result<()> {
-    for chunk in pieces(&records) {
+    for chunk in pieces(records) {
         let mut qb = QueryBuilder::<MySql>::new(
             "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, status, location, body, created_at) ",
         );
