@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use chatsys_api::{AppState, Services};
-use chatsys_core::ports::Store;
+use chatsys_core::ports::{SearchIndex, Store};
 use chatsys_counters::{RedisIdempotencyKeys, RedisNumbering, RedisNumberingConfig};
 use chatsys_queue::rabbitmq::{RabbitConfig, RabbitQueue, RabbitSource};
+use chatsys_search::{ElasticConfig, ElasticIndex};
 use chatsys_store::MySqlStore;
 use chatsys_worker::{BatchConfig, Consumer, Patience, reconcile};
 
@@ -30,6 +31,27 @@ fn rabbit(config: &Config) -> anyhow::Result<RabbitConfig> {
     Ok(rabbit)
 }
 
+/// Elasticsearch, when configured: the index behind its alias is created if absent.
+async fn open_search(config: &Config) -> anyhow::Result<Option<Arc<ElasticIndex>>> {
+    let Some(url) = &config.elasticsearch_url else { return Ok(None) };
+    let index = ElasticIndex::connect(ElasticConfig::new(url.clone()))
+        .await
+        .context("connecting to Elasticsearch (CHATSYS_ELASTICSEARCH_URL)")?;
+    Ok(Some(Arc::new(index)))
+}
+
+/// Builds a new index from the database and swaps the alias to it.
+pub async fn reindex(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let index = open_search(&config)
+        .await?
+        .context("distributed mode searches with Elasticsearch: set CHATSYS_ELASTICSEARCH_URL to rebuild its index")?;
+    let copied = index.rebuild(store.as_ref()).await.context("rebuilding the Elasticsearch index")?;
+    tracing::info!(messages = copied, "search index rebuilt and swapped in");
+    store.close().await;
+    Ok(())
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let queue =
@@ -44,19 +66,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         queue.clone(),
     );
     numbering.initialize().await.context("initialising the counters in Redis")?;
-    if config.elasticsearch_url.is_some() {
-        tracing::warn!(
-            "CHATSYS_ELASTICSEARCH_URL is set, but this build has no Elasticsearch adapter yet: search answers 503"
-        );
-    }
-    tracing::info!("distributed mode: mysql store, redis numbering, rabbitmq queue; search not configured");
+    let search = open_search(&config).await?;
+    tracing::info!(
+        search = if search.is_some() { "elasticsearch" } else { "not configured (answers 503)" },
+        "distributed mode: mysql store, redis numbering, rabbitmq queue"
+    );
     let services = Services {
         store: store.clone(),
         numbering: Arc::new(numbering),
         queue,
         idempotency: Arc::new(RedisIdempotencyKeys::new(redis, config.redis_prefix.clone(), store.clone())),
-        search: None,
-        admin_token: config.admin_token.clone(),
+        search: search.map(|s| s as Arc<dyn SearchIndex>),
+        admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         body_limit: config.body_limit,
     };
     serve_http(&config, AppState::new(services)).await?;
@@ -68,8 +89,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 pub async fn worker(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let batches = BatchConfig { max_commands: config.batch_max as usize, linger: config.batch_linger };
-    let consumer = Consumer::new(Box::new(RabbitSource::new(rabbit(&config)?)), store.clone(), batches)
+    let mut consumer = Consumer::new(Box::new(RabbitSource::new(rabbit(&config)?)), store.clone(), batches)
         .with_patience(Patience::UntilAvailable);
+    if let Some(search) = open_search(&config).await? {
+        consumer = consumer.with_search(search);
+    }
     let reconciler = tokio::spawn(reconcile::run(store.clone() as Arc<dyn Store>, config.reconcile_interval));
     if let Some(listen) = &config.ops_listen {
         let listener =

@@ -74,7 +74,7 @@ pub async fn reindex(config: Config) -> anyhow::Result<()> {
             tracing::info!(dir = %dir.display(), "search index rebuilt");
             Ok(())
         }
-        Mode::Distributed => bail!("distributed mode has no search index to rebuild until Elasticsearch is configured"),
+        Mode::Distributed => distributed::reindex(config).await,
     }
 }
 
@@ -106,7 +106,7 @@ async fn serve_embedded(config: Config) -> anyhow::Result<()> {
         queue: Arc::new(queue),
         idempotency: Arc::new(LocalIdempotencyKeys::new(store.clone())),
         search: Some(index.clone()),
-        admin_token: config.admin_token.clone(),
+        admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         body_limit: config.body_limit,
     };
     serve_http(&config, AppState::new(services)).await?;

@@ -49,6 +49,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Message>>;
 
+    /// Every stored message in key order, after `after`, at most `limit`: for rebuilding a
+    /// search index. The version is the time of the row's last change.
+    async fn scan_messages(&self, after: Option<&ChangedMessage>, limit: u32) -> Result<Vec<ChangedMessage>>;
+
     /// The stored messages among `numbers`, in no particular order.
     async fn messages_by_number(&self, app: AppId, chat: ChatNumber, numbers: &[MessageNumber])
     -> Result<Vec<Message>>;
@@ -91,6 +95,22 @@ pub struct ChangedMessage {
     pub chat: ChatNumber,
     pub number: MessageNumber,
     pub body: String,
+    /// The time of the create or edit that wrote this body: an index that keeps versions
+    /// applies a body only over an older one.
+    pub version: Timestamp,
+}
+
+impl ChangedMessage {
+    /// The body a create or edit command writes, if it is one.
+    pub fn of(command: &crate::command::Command) -> Option<Self> {
+        match command {
+            crate::command::Command::CreateMessage { app, chat, number, body, at }
+            | crate::command::Command::EditMessage { app, chat, number, body, at } => {
+                Some(Self { app: *app, chat: *chat, number: *number, body: body.as_str().to_owned(), version: *at })
+            }
+            crate::command::Command::CreateChat { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +250,13 @@ pub trait SearchIndex: Send + Sync + 'static {
     /// Makes these bodies the searchable text of their messages, replacing earlier ones.
     /// `rev` is the batch's [`BatchOutcome::rev`].
     async fn index(&self, changed: &[ChangedMessage], rev: u64) -> Result<()>;
+
+    /// An index that keeps versions (and ignores a body older than the one it holds) takes
+    /// every create and edit of a batch, so that a redelivered batch is indexed again even
+    /// though the store found nothing new in it. Others take what the store changed.
+    fn keeps_versions(&self) -> bool {
+        false
+    }
 
     /// Messages of this one chat whose body holds every term, best first (ties: higher
     /// number first), strictly after `after`, at most `limit`.

@@ -104,6 +104,7 @@ async fn main() {
             chat: ChatNumber::new(chat as u64).unwrap(),
             number: MessageNumber::new(next_in_chat[chat]).unwrap(),
             body: text,
+            version: chatsys_core::Timestamp::now(),
         });
         if batch.len() == 1000 {
             index.index(&batch, (i / 1000) as u64 + 1).await.unwrap();

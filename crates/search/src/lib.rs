@@ -1,8 +1,10 @@
 //! Exact substring search per chat behind [`chatsys_core::ports::SearchIndex`]: Tantivy for
-//! embedded mode. What a match is, and how hits are highlighted, lives in
+//! embedded mode, Elasticsearch for distributed mode. What a match is, and how hits are highlighted, lives in
 //! [`chatsys_core::search`], so that every backend answers alike.
 
+pub mod elasticsearch;
 pub mod ngram;
 pub mod tantivy;
 
+pub use self::elasticsearch::{ElasticConfig, ElasticIndex};
 pub use self::tantivy::{TantivyConfig, TantivyIndex};

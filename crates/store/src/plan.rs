@@ -73,14 +73,15 @@ pub(crate) fn count_by<K: Ord + Copy, T>(
 }
 
 /// The changed messages, as the search index wants them.
-pub(crate) fn changed(changes: BTreeMap<MessageKey, &str>) -> Vec<ChangedMessage> {
+pub(crate) fn changed(changes: BTreeMap<MessageKey, (&str, Timestamp)>) -> Vec<ChangedMessage> {
     changes
         .into_iter()
-        .map(|((app, chat, number), body)| ChangedMessage {
+        .map(|((app, chat, number), (body, version))| ChangedMessage {
             app: AppId(app),
             chat: ChatNumber::new(chat as u64).expect("numbers in a batch are valid"),
             number: MessageNumber::new(number as u64).expect("numbers in a batch are valid"),
             body: body.to_owned(),
+            version,
         })
         .collect()
 }

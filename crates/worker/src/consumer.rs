@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatsys_core::ports::{BatchOutcome, CommandSource, Delivery, SearchIndex, Store};
+use chatsys_core::ports::{BatchOutcome, ChangedMessage, CommandSource, Delivery, SearchIndex, Store};
 use chatsys_core::{Error, ErrorKind, Queued, Result};
 
 use crate::batcher::{BatchConfig, next_batch};
@@ -81,7 +81,7 @@ impl Consumer {
             Ok(outcome) => {
                 let written = started.elapsed();
                 record_written(&commands, written);
-                self.index(&outcome).await;
+                self.index(&outcome, &commands).await;
                 settle_all(batch, None).await;
                 tracing::trace!(
                     commands = commands.len(),
@@ -99,7 +99,7 @@ impl Consumer {
                 for delivery in batch {
                     let result = write(self.store.as_ref(), &delivery.commands, self.patience).await;
                     match &result {
-                        Ok(outcome) => self.index(outcome).await,
+                        Ok(outcome) => self.index(outcome, &delivery.commands).await,
                         Err(_) => failed += delivery.commands.len(),
                     }
                     settle_all(vec![delivery], result.err().as_ref()).await;
@@ -119,9 +119,31 @@ impl Consumer {
 impl Consumer {
     /// The store is the truth: a batch that could not be indexed is still acknowledged, and
     /// the index catches up from the store (on start, or by `chatsys reindex`).
-    async fn index(&self, outcome: &BatchOutcome) {
+    async fn index(&self, outcome: &BatchOutcome, commands: &[Queued]) {
         let Some(search) = &self.search else { return };
-        if let Err(e) = search.index(&outcome.changed, outcome.rev).await {
+        let every: Vec<ChangedMessage>;
+        let docs = if search.keeps_versions() {
+            every = commands.iter().filter_map(|q| ChangedMessage::of(&q.command)).collect();
+            &every
+        } else {
+            &outcome.changed
+        };
+        let mut attempt = 1u32;
+        let result = loop {
+            match search.index(docs, outcome.rev).await {
+                // a versioned index (Elasticsearch) has no catch-up of its own: hold the
+                // deliveries and retry while it is away, as for the store
+                Err(e) if e.kind() == ErrorKind::Unavailable && self.patience == Patience::UntilAvailable => {
+                    if attempt % 10 == 1 {
+                        tracing::warn!(error = %e, attempt, "search index unavailable: retrying the batch's indexing");
+                    }
+                    tokio::time::sleep(Duration::from_millis((100 * u64::from(attempt)).min(2_000))).await;
+                    attempt += 1;
+                }
+                result => break result,
+            }
+        };
+        if let Err(e) = result {
             let cause = std::error::Error::source(&e).map(ToString::to_string);
             tracing::error!(error = %e, cause, rev = outcome.rev, "batch not indexed for search");
         }

@@ -46,6 +46,7 @@ pub fn doc(app: AppId, chat: u64, number: u64, body: &str) -> ChangedMessage {
         chat: ChatNumber::new(chat).unwrap(),
         number: MessageNumber::new(number).unwrap(),
         body: body.to_owned(),
+        version: chatsys_core::Timestamp::now(),
     }
 }
 

@@ -7,7 +7,7 @@ mod write;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatsys_core::ports::{BatchOutcome, Reconciled, Store};
+use chatsys_core::ports::{BatchOutcome, ChangedMessage, Reconciled, Store};
 use chatsys_core::{
     AppId, AppName, AppToken, Application, Chat, ChatNumber, Error, IdempotencyRecord, Message, MessageNumber,
     NewApplication, Queued, Result, Timestamp,
@@ -305,6 +305,35 @@ impl Store for MySqlStore {
             }
         }
         Ok(out)
+    }
+
+    async fn scan_messages(&self, after: Option<&ChangedMessage>, limit: u32) -> Result<Vec<ChangedMessage>> {
+        let (app, chat, number) = after.map_or((i64::MIN, 0, 0), |m| (m.app.0, m.chat.as_i64(), m.number.as_i64()));
+        let rows: Vec<(i64, i64, i64, String, NaiveDateTime)> = query_as(
+            "SELECT application_id, chat_number, number, body, updated_at FROM messages \
+             WHERE application_id > ? OR (application_id = ? AND (chat_number > ? OR (chat_number = ? AND number > ?))) \
+             ORDER BY application_id, chat_number, number LIMIT ?",
+        )
+        .bind(app)
+        .bind(app)
+        .bind(chat)
+        .bind(chat)
+        .bind(number)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error("scanning messages"))?;
+        rows.into_iter()
+            .map(|(app, chat, number, body, updated_at)| {
+                Ok(ChangedMessage {
+                    app: AppId(app),
+                    chat: stored(chat, ChatNumber::new)?,
+                    number: stored(number, MessageNumber::new)?,
+                    body,
+                    version: from_datetime(updated_at),
+                })
+            })
+            .collect()
     }
 
     async fn idempotency_record(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>> {

@@ -95,10 +95,10 @@ pub(crate) async fn write_batch(pool: &MySqlPool, batch: &[Queued]) -> Result<Ba
             new_rows(&mut tx, "messages", "(application_id, chat_number, number)", &keys, affected, batch_id).await?,
         );
     }
-    let mut changes: BTreeMap<MessageKey, &str> = BTreeMap::new();
+    let mut changes: BTreeMap<MessageKey, (&str, Timestamp)> = BTreeMap::new();
     for (key, body, at) in &plan.creates {
         if inserted_messages.contains(key) {
-            changes.insert(*key, body);
+            changes.insert(*key, (body, *at));
         } else {
             // a redelivery (matches nothing), or an edit that got here first
             query(
@@ -118,8 +118,8 @@ pub(crate) async fn write_batch(pool: &MySqlPool, batch: &[Queued]) -> Result<Ba
 
     // Edits: newest wins, and any edit wins over the create.
     let mut edits_applied = 0;
-    for (key, body, at) in &plan.edits {
-        let at = to_datetime(*at);
+    for (key, body, edited) in &plan.edits {
+        let at = to_datetime(*edited);
         let updated = query(
             "UPDATE messages SET body = ?, updated_at = ?, edited_at = ? \
              WHERE application_id = ? AND chat_number = ? AND number = ? AND (edited_at IS NULL OR edited_at < ?)",
@@ -161,7 +161,7 @@ pub(crate) async fn write_batch(pool: &MySqlPool, batch: &[Queued]) -> Result<Ba
         }
         if applied {
             edits_applied += 1;
-            changes.insert(*key, body);
+            changes.insert(*key, (body, *edited));
         }
     }
 

@@ -160,8 +160,8 @@ impl ChangeFeed for SqliteStore {
         let (after_rev, app, chat, number) = after.map_or((rev as i64, i64::MAX, i64::MAX, i64::MAX), |(r, m)| {
             (*r as i64, m.app.0, m.chat.as_i64(), m.number.as_i64())
         });
-        let rows: Vec<(i64, i64, i64, i64, String)> = query_as(
-            "SELECT rev, application_id, chat_number, number, body FROM messages \
+        let rows: Vec<(i64, i64, i64, i64, String, i64)> = query_as(
+            "SELECT rev, application_id, chat_number, number, body, updated_at FROM messages \
              WHERE rev > ?1 AND (rev, application_id, chat_number, number) > (?2, ?3, ?4, ?5) \
              ORDER BY rev, application_id, chat_number, number LIMIT ?6",
         )
@@ -175,7 +175,7 @@ impl ChangeFeed for SqliteStore {
         .await
         .map_err(store_error("reading changed messages"))?;
         rows.into_iter()
-            .map(|(rev, app, chat, number, body)| {
+            .map(|(rev, app, chat, number, body, updated_at)| {
                 Ok((
                     rev as u64,
                     ChangedMessage {
@@ -183,6 +183,7 @@ impl ChangeFeed for SqliteStore {
                         chat: stored_number(chat, ChatNumber::new)?,
                         number: stored_number(number, MessageNumber::new)?,
                         body,
+                        version: Timestamp::from_micros(updated_at),
                     },
                 ))
             })
@@ -346,6 +347,33 @@ impl Store for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    async fn scan_messages(&self, after: Option<&ChangedMessage>, limit: u32) -> Result<Vec<ChangedMessage>> {
+        let (app, chat, number) = after.map_or((i64::MIN, 0, 0), |m| (m.app.0, m.chat.as_i64(), m.number.as_i64()));
+        let rows: Vec<(i64, i64, i64, String, i64)> = query_as(
+            "SELECT application_id, chat_number, number, body, updated_at FROM messages \
+             WHERE (application_id, chat_number, number) > (?1, ?2, ?3) \
+             ORDER BY application_id, chat_number, number LIMIT ?4",
+        )
+        .bind(app)
+        .bind(chat)
+        .bind(number)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(store_error("scanning messages"))?;
+        rows.into_iter()
+            .map(|(app, chat, number, body, updated_at)| {
+                Ok(ChangedMessage {
+                    app: AppId(app),
+                    chat: stored_number(chat, ChatNumber::new)?,
+                    number: stored_number(number, MessageNumber::new)?,
+                    body,
+                    version: Timestamp::from_micros(updated_at),
+                })
+            })
+            .collect()
     }
 
     async fn idempotency_record(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>> {

@@ -74,10 +74,10 @@ pub(crate) async fn write_batch(writer: &SqlitePool, batch: &[Queued]) -> Result
         let inserted: Vec<MessageKey> = qb.build_query_as().fetch_all(&mut *tx).await.map_err(err())?;
         inserted_messages.extend(inserted);
     }
-    let mut changes: BTreeMap<MessageKey, &str> = BTreeMap::new();
+    let mut changes: BTreeMap<MessageKey, (&str, Timestamp)> = BTreeMap::new();
     for (key, body, at) in &plan.creates {
         if inserted_messages.contains(key) {
-            changes.insert(*key, body);
+            changes.insert(*key, (body, *at));
         } else {
             // Either a redelivery (matches nothing) or an edit got here first and wrote the
             // row with its own time: the create knows when the message was created.
@@ -97,8 +97,8 @@ pub(crate) async fn write_batch(writer: &SqlitePool, batch: &[Queued]) -> Result
 
     // Edits: newest wins, and any edit wins over the create.
     let mut edits_applied = 0;
-    for (key, body, at) in &plan.edits {
-        let at = at.as_micros();
+    for (key, body, edited) in &plan.edits {
+        let at = edited.as_micros();
         let updated = query(
             "UPDATE messages SET body = ?1, updated_at = ?2, edited_at = ?2, rev = ?3 \
              WHERE application_id = ?4 AND chat_number = ?5 AND number = ?6 \
@@ -135,7 +135,7 @@ pub(crate) async fn write_batch(writer: &SqlitePool, batch: &[Queued]) -> Result
                 && inserted_messages.insert(*key);
         if applied {
             edits_applied += 1;
-            changes.insert(*key, body);
+            changes.insert(*key, (body, *edited));
         }
     }
 

@@ -240,6 +240,11 @@ pub async fn lists_page_in_order_and_seeds_report_the_highest_numbers(store: &dy
     let m = store.message(app, chat(2), msg(7)).await.unwrap().unwrap();
     assert_eq!((m.chat_number, m.body.as_str(), m.created_at.as_micros()), (chat(2), "m7", T + 17));
     assert_eq!(store.message(app, chat(2), msg(8)).await.unwrap(), None);
+    let first = store.scan_messages(None, 4).await.unwrap();
+    let rest = store.scan_messages(first.last(), 100).await.unwrap();
+    let scanned: Vec<(u64, u64)> =
+        first.iter().chain(&rest).filter(|m| m.app == app).map(|m| (m.chat.get(), m.number.get())).collect();
+    assert_eq!(scanned, (1..=7).map(|n| (2, n)).collect::<Vec<_>>(), "a scan visits every message once, in key order");
     assert_eq!(store.message(app, chat(1), msg(1)).await.unwrap(), None);
 }
 
