@@ -3,9 +3,12 @@
 //! Producer: each API process coalesces the creates that arrive within a short linger into
 //! one persistent message on a durable quorum queue; the broker's publisher confirm answers
 //! them all (a 201 is sent only after it). Several confirms are in flight at once.
-//! Consumer: deliveries are acknowledged after the store commit (and the index step); a
-//! failed delivery is requeued, and after `delivery_limit` attempts the broker dead-letters
-//! it to `<queue>.dead`, where it stays for an operator (logged, counted, never dropped).
+//! Consumer: deliveries are acknowledged after the store commit (and the index step). A
+//! delivery the store refuses for good (a poison command) is rejected to `<queue>.dead`,
+//! where it stays for an operator (logged, counted, never dropped); one that failed for a
+//! passing reason is returned to the queue. There is no broker-side delivery limit: RabbitMQ
+//! 3.x counts a return caused by a consumer's disconnect (a broker restart) as an attempt,
+//! and a limit would dead-letter good commands after a few restarts.
 //! Either side reconnects by itself when the broker goes away.
 
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatsys_core::ports::{CommandSource, CreateQueue, Delivery, Durability, Receipt};
-use chatsys_core::{Error, Queued, Result};
+use chatsys_core::{Error, ErrorKind, Queued, Result};
 use futures::StreamExt as _;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
@@ -29,8 +32,6 @@ pub struct RabbitConfig {
     pub url: String,
     /// The durable quorum queue of create commands; `<queue>.dead` holds the dead-lettered.
     pub queue: String,
-    /// Deliveries before the broker dead-letters a command that keeps failing.
-    pub delivery_limit: u32,
     /// How long a producer waits for more creates to share one message and one confirm.
     pub linger: Duration,
     /// The most commands in one message.
@@ -44,7 +45,6 @@ impl RabbitConfig {
         Self {
             url: url.into(),
             queue: "chatsys.commands".into(),
-            delivery_limit: 5,
             linger: Duration::from_micros(500),
             max_commands: 500,
             prefetch: 64,
@@ -101,7 +101,6 @@ async fn declare(channel: &Channel, config: &RabbitConfig) -> Result<u32> {
         .map_err(broker_error("binding the dead-letter queue"))?;
     let mut arguments = FieldTable::default();
     arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-    arguments.insert("x-delivery-limit".into(), AMQPValue::LongInt(config.delivery_limit as i32));
     arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(dead.as_str().into()));
     let queue = channel
         .queue_declare(config.queue.as_str().into(), QueueDeclareOptions::durable(), arguments)
@@ -337,8 +336,7 @@ impl CommandSource for RabbitSource {
                     let attempts = delivery_count(&delivery);
                     match serde_json::from_slice::<Vec<Queued>>(&delivery.data) {
                         Ok(commands) => {
-                            let receipt =
-                                RabbitReceipt { acker: delivery.acker, attempts, limit: self.config.delivery_limit };
+                            let receipt = RabbitReceipt { acker: delivery.acker, attempts };
                             return Some(Delivery { commands, receipt: Box::new(receipt) });
                         }
                         Err(e) => {
@@ -379,7 +377,6 @@ fn delivery_count(delivery: &lapin::message::Delivery) -> u32 {
 struct RabbitReceipt {
     acker: lapin::Acker,
     attempts: u32,
-    limit: u32,
 }
 
 #[async_trait]
@@ -393,12 +390,14 @@ impl Receipt for RabbitReceipt {
     }
 
     async fn fail(self: Box<Self>, error: &Error) {
-        // the broker dead-letters a message returned more than `limit` times
-        if self.attempts >= self.limit {
-            tracing::error!(error = %error, attempts = self.attempts + 1, "commands failed too often: dead-lettered");
+        if error.kind() == ErrorKind::Internal {
+            // the store refuses these commands for good: no retry can help
+            tracing::error!(error = %error, earlier_deliveries = self.attempts, "commands refused by the store: dead-lettered");
             metrics::counter!("chatsys_dead_lettered_total").increment(1);
-        }
-        if let Err(e) = self.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
+            if let Err(e) = self.acker.reject(BasicRejectOptions { requeue: false }).await {
+                tracing::warn!(error = %e, "could not dead-letter a delivery; the broker redelivers it");
+            }
+        } else if let Err(e) = self.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
             tracing::warn!(error = %e, "could not return a failed delivery; the broker redelivers it anyway");
         }
     }

@@ -17,7 +17,6 @@ fn amqp_url() -> String {
 fn config() -> RabbitConfig {
     let mut config = RabbitConfig::new(amqp_url());
     config.queue = format!("chatsys.test.{:016x}", rand::rng().random::<u64>());
-    config.delivery_limit = 3;
     config
 }
 
@@ -80,17 +79,20 @@ async fn confirmed_creates_reach_a_worker_coalesced_into_few_messages() {
 }
 
 #[tokio::test]
-async fn a_delivery_that_keeps_failing_is_redelivered_then_dead_lettered() {
+async fn a_passing_failure_returns_the_delivery_and_a_refusal_dead_letters_it() {
     let config = config();
     let queue = RabbitQueue::start(config.clone()).await.unwrap();
     queue.submit(chat(7)).await.unwrap();
     let mut source = RabbitSource::new(config.clone());
-    // a quorum queue dead-letters a message returned more than `delivery_limit` (3) times
-    for attempt in 1..=4 {
+    // passing trouble, many times: the command comes back every time
+    for attempt in 1..=8 {
         let delivery = tokio::time::timeout(Duration::from_secs(10), source.next()).await.unwrap().unwrap();
         assert_eq!(delivery.commands[0].command.chat().get(), 7, "attempt {attempt} gets the same command");
         delivery.receipt.fail(&chatsys_core::Error::unavailable("store down")).await;
     }
+    // refused for good: dead-lettered at once
+    let delivery = tokio::time::timeout(Duration::from_secs(10), source.next()).await.unwrap().unwrap();
+    delivery.receipt.fail(&chatsys_core::Error::internal("poison")).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while messages_in(&format!("{}.dead", config.queue)).await == 0 {
         assert!(tokio::time::Instant::now() < deadline, "never dead-lettered");

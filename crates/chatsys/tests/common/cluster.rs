@@ -149,6 +149,17 @@ impl Cluster {
         panic!("the queue did not drain");
     }
 
+    /// Commands in the dead-letter queue.
+    pub fn dead_lettered(&self) -> u64 {
+        let dead = format!("{}.commands.dead", self.name);
+        let out = Command::new("rabbitmqctl").args(["-q", "list_queues", "name", "messages"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(dead.as_str()))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Runs SQL against the cluster's database and returns the rows, tab-separated.
     pub fn sql(&self, statement: &str) -> Vec<Vec<String>> {
         let out = Command::new("mariadb")

@@ -70,6 +70,7 @@ impl Load {
 /// the counts equal the rows.
 pub async fn verify(cluster: &Cluster, token: &str, acknowledged: &[(u64, u64, String)]) {
     cluster.drained().await;
+    assert_eq!(cluster.dead_lettered(), 0, "no command was dead-lettered");
     let app = &cluster.sql(&format!("SELECT id FROM applications WHERE token = '{token}'"))[0][0];
     let mut given: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
     for (chat, number, _) in acknowledged {
