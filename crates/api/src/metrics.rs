@@ -2,7 +2,7 @@
 //! `GET /metrics`. Every crate records through the facade; names are described here.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::header;
@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 const SECONDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(2);
 const SIZES: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0];
 
 /// The process's recorder, installed on first use.
@@ -27,8 +28,24 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
         }
         describe();
+        spawn_upkeep(handle.clone());
         handle
     })
+}
+
+/// Histograms keep every recorded value until an upkeep folds them into their buckets; a
+/// scrape runs one, but nothing says anybody scrapes, so a thread does it every few seconds
+/// (without it, memory grows by every request's latency sample).
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms are folded only on scrape");
+    }
 }
 
 fn describe() {

@@ -98,6 +98,9 @@ pub struct ChangedMessage {
     /// The time of the create or edit that wrote this body: an index that keeps versions
     /// applies a body only over an older one.
     pub version: Timestamp,
+    /// The batch that wrote this body also inserted the row: no index can hold an older copy
+    /// of the message, so there is none to look for and replace.
+    pub first_write: bool,
 }
 
 impl ChangedMessage {
@@ -106,7 +109,8 @@ impl ChangedMessage {
         match command {
             crate::command::Command::CreateMessage { app, chat, number, body, at }
             | crate::command::Command::EditMessage { app, chat, number, body, at } => {
-                Some(Self { app: *app, chat: *chat, number: *number, body: body.as_str().to_owned(), version: *at })
+                let body = body.as_str().to_owned();
+                Some(Self { app: *app, chat: *chat, number: *number, body, version: *at, first_write: false })
             }
             crate::command::Command::CreateChat { .. } => None,
         }

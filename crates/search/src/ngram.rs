@@ -1,40 +1,54 @@
-//! The two tokenizers that make substring search exact.
+//! The tokenizer that makes substring search exact with one gram per character.
 //!
-//! `trigrams`: every run of three characters of the lower-cased text, at the position of its
-//! first character. A term of three or more characters occurs in a body exactly when its
-//! own trigrams occur at consecutive positions, which a phrase query checks. (Tantivy's
-//! `NgramTokenizer` puts every gram at position 0, so it cannot.)
+//! At every character that is not whitespace, the lower-cased text yields one gram: the
+//! next three characters, cut at the first whitespace or at the end of the text and padded
+//! with spaces to three characters, at the position of its first character. Then:
 //!
-//! `short_grams`: every single character and every pair, for terms of one or two characters.
+//! * a term of three or more characters occurs in a body exactly when its own trigrams
+//!   occur at consecutive positions, which a phrase query checks (a padded gram holds a
+//!   space, which no term does, so it never takes part). Tantivy's `NgramTokenizer` puts
+//!   every gram at position 0, so it cannot;
+//! * a term of one or two characters occurs exactly when some gram starts with it, which a
+//!   range over the sorted term dictionary finds ([`prefix_range`]).
 //!
-//! Grams that contain whitespace are left out: a query term never does.
+//! Separate 1- and 2-gram tokens would triple the tokens per body, and indexing time with
+//! them.
 
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 use chatsys_core::search::lowercase;
 
-pub const TRIGRAMS: &str = "chatsys_trigrams";
-pub const SHORT_GRAMS: &str = "chatsys_short_grams";
+pub const GRAMS: &str = "chatsys_grams";
+
+/// Every gram is this many characters long.
+const GRAM: usize = 3;
+const PAD: char = ' ';
 
 /// The trigrams of a lower-cased term, in order (empty for terms under three characters).
 pub fn trigrams_of(term: &str) -> Vec<String> {
     let chars: Vec<char> = term.chars().collect();
-    chars.windows(3).map(|w| w.iter().collect()).collect()
+    chars.windows(GRAM).map(|w| w.iter().collect()).collect()
+}
+
+/// For a lower-cased term of one or two characters, the smallest and the largest gram that
+/// start with it: every gram in between starts with it too (UTF-8 sorts like code points).
+pub fn prefix_range(term: &str) -> (String, String) {
+    let missing = GRAM.saturating_sub(term.chars().count());
+    let mut last = term.to_owned();
+    last.extend(std::iter::repeat_n(char::MAX, missing));
+    (term.to_owned(), last)
 }
 
 #[derive(Clone, Copy, Default)]
-pub struct Trigrams;
-
-#[derive(Clone, Copy, Default)]
-pub struct ShortGrams;
+pub struct Grams;
 
 /// A stream over tokens computed up front (bodies are short; this keeps the code plain).
-pub struct Grams {
+pub struct GramStream {
     tokens: Vec<Token>,
     next: usize,
 }
 
-impl TokenStream for Grams {
+impl TokenStream for GramStream {
     fn advance(&mut self) -> bool {
         self.next += 1;
         self.next <= self.tokens.len()
@@ -49,39 +63,30 @@ impl TokenStream for Grams {
     }
 }
 
-fn grams(text: &str, sizes: &[usize]) -> Grams {
-    let chars: Vec<char> = lowercase(text).chars().collect();
-    let mut tokens = Vec::with_capacity(chars.len() * sizes.len());
-    for (position, start) in (0..chars.len()).enumerate() {
-        for &n in sizes {
-            let Some(gram) = chars.get(start..start + n) else { continue };
-            if gram.iter().any(|c| c.is_whitespace()) {
+impl Tokenizer for Grams {
+    type TokenStream<'a> = GramStream;
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> GramStream {
+        let chars: Vec<char> = lowercase(text).chars().collect();
+        let mut tokens = Vec::with_capacity(chars.len());
+        for (position, &first) in chars.iter().enumerate() {
+            if first.is_whitespace() {
                 continue;
             }
+            let mut gram = String::with_capacity(GRAM * 4);
+            let rest = chars[position..].iter().take(GRAM).take_while(|c| !c.is_whitespace());
+            gram.extend(rest);
+            let len = gram.chars().count();
+            gram.extend(std::iter::repeat_n(PAD, GRAM - len));
+            // offsets are not used (highlights are computed from the body)
             tokens.push(Token {
-                // offsets are not used (highlights are computed from the body)
-                offset_from: start,
-                offset_to: start + n,
+                offset_from: position,
+                offset_to: position + len,
                 position,
-                text: gram.iter().collect(),
+                text: gram,
                 position_length: 1,
             });
         }
-    }
-    Grams { tokens, next: 0 }
-}
-
-impl Tokenizer for Trigrams {
-    type TokenStream<'a> = Grams;
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> Grams {
-        grams(text, &[3])
-    }
-}
-
-impl Tokenizer for ShortGrams {
-    type TokenStream<'a> = Grams;
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> Grams {
-        grams(text, &[1, 2])
+        GramStream { tokens, next: 0 }
     }
 }
 
@@ -89,7 +94,8 @@ impl Tokenizer for ShortGrams {
 mod tests {
     use super::*;
 
-    fn texts(mut stream: Grams) -> Vec<(usize, String)> {
+    fn texts(text: &str) -> Vec<(usize, String)> {
+        let mut stream = Grams.token_stream(text);
         let mut out = Vec::new();
         while stream.advance() {
             out.push((stream.token().position, stream.token().text.clone()));
@@ -98,25 +104,39 @@ mod tests {
     }
 
     #[test]
-    fn trigrams_sit_at_their_character_position_and_skip_whitespace() {
-        let got = texts(Trigrams.token_stream("Héllo wo"));
+    fn one_gram_per_character_at_its_position_cut_at_whitespace_and_padded() {
         let want: Vec<(usize, String)> =
-            [(0, "hél"), (1, "éll"), (2, "llo"), (6, "wo")].iter().map(|(p, t)| (*p, t.to_string())).collect();
-        assert_eq!(&got[..3], &want[..3]);
-        assert!(got.iter().all(|(_, t)| !t.contains(' ')));
-        assert_eq!(got.len(), 3, "'lo ', 'o w', ' wo' hold a space; 'wo' is too short");
+            [(0, "hél"), (1, "éll"), (2, "llo"), (3, "lo "), (4, "o  "), (6, "wo "), (7, "o  ")]
+                .iter()
+                .map(|(p, t)| (*p, t.to_string()))
+                .collect();
+        assert_eq!(texts("Héllo wo"), want);
     }
 
     #[test]
-    fn short_grams_cover_every_character_and_pair() {
-        let got = texts(ShortGrams.token_stream("Ab c"));
-        let grams: Vec<&str> = got.iter().map(|(_, t)| t.as_str()).collect();
-        assert_eq!(grams, ["a", "ab", "b", "c"]);
+    fn whitespace_of_any_kind_cuts_grams() {
+        let grams = texts("a\tb\u{3000}c");
+        assert_eq!(grams, [(0, "a  ".to_string()), (2, "b  ".to_string()), (4, "c  ".to_string())]);
     }
 
     #[test]
     fn a_terms_trigrams_are_its_windows() {
         assert_eq!(trigrams_of("abcd"), ["abc", "bcd"]);
         assert!(trigrams_of("ab").is_empty());
+    }
+
+    #[test]
+    fn a_prefix_range_holds_exactly_the_grams_that_start_with_the_term() {
+        let (low, high) = prefix_range("ab");
+        let inside = ["ab ", "aba", "abz", "ab\u{10FFFF}", "ab😀"];
+        let outside = ["a  ", "aa\u{10FFFF}", "ac ", "b  ", "ä  "];
+        for gram in inside {
+            assert!(low.as_str() <= gram && gram <= high.as_str(), "{gram:?} is inside");
+        }
+        for gram in outside {
+            assert!(!(low.as_str() <= gram && gram <= high.as_str()), "{gram:?} is outside");
+        }
+        let (low, high) = prefix_range("ä");
+        assert!(low.as_str() <= "äb " && "ä\u{10FFFF}\u{10FFFF}" <= high.as_str() && "å  " > high.as_str());
     }
 }

@@ -6,6 +6,7 @@
 //! catches up from the store's [`ChangeFeed`], so a crash between a store commit and an
 //! index commit loses nothing.
 
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ::tantivy::collector::TopDocs;
-use ::tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query, TermQuery};
+use ::tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery};
 use ::tantivy::schema::{FAST, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
 use ::tantivy::tokenizer::TextAnalyzer;
 use ::tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument, Term};
@@ -21,7 +22,7 @@ use async_trait::async_trait;
 use chatsys_core::ports::{ChangeFeed, ChangedMessage, SearchHit, SearchIndex, SearchPosition};
 use chatsys_core::{AppId, ChatNumber, Error, MessageNumber, Result, SearchQuery};
 
-use crate::ngram::{SHORT_GRAMS, ShortGrams, TRIGRAMS, Trigrams, trigrams_of};
+use crate::ngram::{GRAMS, Grams, prefix_range, trigrams_of};
 
 #[derive(Debug, Clone, Copy)]
 pub struct TantivyConfig {
@@ -39,7 +40,7 @@ impl Default for TantivyConfig {
 
 /// Bumped whenever the schema or the tokenizers change: an index of another version is
 /// rebuilt from the store on start.
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 const CATCH_UP_PAGE: u32 = 5_000;
 
 #[derive(Clone, Copy)]
@@ -47,8 +48,7 @@ struct Fields {
     key: Field,
     chat: Field,
     number: Field,
-    trigrams: Field,
-    short: Field,
+    grams: Field,
 }
 
 enum Job {
@@ -66,16 +66,14 @@ pub struct TantivyIndex {
 
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
-    let grams = |tokenizer, option| {
-        TextOptions::default()
-            .set_indexing_options(TextFieldIndexing::default().set_tokenizer(tokenizer).set_index_option(option))
-    };
+    let grams = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default().set_tokenizer(GRAMS).set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
     let fields = Fields {
         key: builder.add_text_field("key", STRING),
         chat: builder.add_text_field("chat", STRING),
         number: builder.add_u64_field("number", FAST),
-        trigrams: builder.add_text_field("trigrams", grams(TRIGRAMS, IndexRecordOption::WithFreqsAndPositions)),
-        short: builder.add_text_field("short", grams(SHORT_GRAMS, IndexRecordOption::WithFreqs)),
+        grams: builder.add_text_field("grams", grams),
     };
     (builder.build(), fields)
 }
@@ -113,8 +111,7 @@ fn open_dir(dir: &Path, fields_schema: Schema) -> Result<Index> {
     let directory = ::tantivy::directory::MmapDirectory::open(dir)
         .map_err(|e| Error::unavailable(format!("cannot open {}", dir.display())).with_source(e))?;
     let index = Index::open_or_create(directory, fields_schema).map_err(index_error("opening the index"))?;
-    index.tokenizers().register(TRIGRAMS, TextAnalyzer::from(Trigrams));
-    index.tokenizers().register(SHORT_GRAMS, TextAnalyzer::from(ShortGrams));
+    index.tokenizers().register(GRAMS, TextAnalyzer::from(Grams));
     Ok(index)
 }
 
@@ -205,13 +202,16 @@ impl TantivyIndex {
 
 fn write_doc(writer: &IndexWriter, fields: Fields, change: &ChangedMessage) -> Result<()> {
     let key = message_key(change.app, change.chat, change.number);
-    writer.delete_term(Term::from_field_text(fields.key, &key));
+    // a delete is kept until the commit and then looked up in every segment: only pay for it
+    // when an older copy can exist (an edit, a catch-up or a rebuild)
+    if !change.first_write {
+        writer.delete_term(Term::from_field_text(fields.key, &key));
+    }
     let mut doc = TantivyDocument::default();
     doc.add_text(fields.key, &key);
     doc.add_text(fields.chat, chat_key(change.app, change.chat));
     doc.add_u64(fields.number, change.number.get());
-    doc.add_text(fields.trigrams, &change.body);
-    doc.add_text(fields.short, &change.body);
+    doc.add_text(fields.grams, &change.body);
     writer.add_document(doc).map_err(index_error("adding a document"))?;
     Ok(())
 }
@@ -306,16 +306,20 @@ fn term_query(field: Field, text: &str, option: IndexRecordOption) -> Box<dyn Qu
 }
 
 /// One clause per term: its trigrams as a phrase (adjacent, in order), or, for one or two
-/// characters, the gram itself.
+/// characters, every gram that starts with it (all such matches score alike).
 fn build_query(fields: Fields, app: AppId, chat: ChatNumber, query: &SearchQuery) -> BooleanQuery {
     let in_chat = term_query(fields.chat, &chat_key(app, chat), IndexRecordOption::Basic);
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(ConstScoreQuery::new(in_chat, 0.0)))];
     for term in query.terms() {
         let grams = trigrams_of(term);
         let clause = match grams.len() {
-            0 => term_query(fields.short, term, IndexRecordOption::WithFreqs),
-            1 => term_query(fields.trigrams, &grams[0], IndexRecordOption::WithFreqs),
-            _ => Box::new(PhraseQuery::new(grams.iter().map(|g| Term::from_field_text(fields.trigrams, g)).collect())),
+            0 => {
+                let (first, last) = prefix_range(term);
+                let bound = |gram: &str| Bound::Included(Term::from_field_text(fields.grams, gram));
+                Box::new(RangeQuery::new(bound(&first), bound(&last)))
+            }
+            1 => term_query(fields.grams, &grams[0], IndexRecordOption::WithFreqs),
+            _ => Box::new(PhraseQuery::new(grams.iter().map(|g| Term::from_field_text(fields.grams, g)).collect())),
         };
         clauses.push((Occur::Must, clause));
     }

@@ -76,6 +76,7 @@ fn doc(number: u64, body: &str, version: i64) -> ChangedMessage {
         number: MessageNumber::new(number).unwrap(),
         body: body.into(),
         version: Timestamp::from_micros(version),
+        first_write: false,
     }
 }
 

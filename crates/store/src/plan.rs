@@ -72,8 +72,12 @@ pub(crate) fn count_by<K: Ord + Copy, T>(
     counts
 }
 
-/// The changed messages, as the search index wants them.
-pub(crate) fn changed(changes: BTreeMap<MessageKey, (&str, Timestamp)>) -> Vec<ChangedMessage> {
+/// The changed messages, as the search index wants them; `inserted` are the rows the batch
+/// inserted.
+pub(crate) fn changed(
+    changes: BTreeMap<MessageKey, (&str, Timestamp)>,
+    inserted: &BTreeSet<MessageKey>,
+) -> Vec<ChangedMessage> {
     changes
         .into_iter()
         .map(|((app, chat, number), (body, version))| ChangedMessage {
@@ -82,6 +86,7 @@ pub(crate) fn changed(changes: BTreeMap<MessageKey, (&str, Timestamp)>) -> Vec<C
             number: MessageNumber::new(number as u64).expect("numbers in a batch are valid"),
             body: body.to_owned(),
             version,
+            first_write: inserted.contains(&(app, chat, number)),
         })
         .collect()
 }

@@ -47,12 +47,17 @@ pub fn doc(app: AppId, chat: u64, number: u64, body: &str) -> ChangedMessage {
         number: MessageNumber::new(number).unwrap(),
         body: body.to_owned(),
         version: chatsys_core::Timestamp::now(),
+        first_write: false,
     }
 }
 
-/// Indexes `bodies` as messages 1..=n of chat `chat`.
+/// Indexes `bodies` as messages 1..=n of chat `chat`, as the batch that creates them does.
 pub async fn put(h: &dyn Harness, chat: u64, bodies: &[&str]) {
-    let docs: Vec<_> = bodies.iter().enumerate().map(|(i, b)| doc(APP, chat, i as u64 + 1, b)).collect();
+    let docs: Vec<_> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| ChangedMessage { first_write: true, ..doc(APP, chat, i as u64 + 1, b) })
+        .collect();
     h.index().index(&docs, 1).await.unwrap();
     h.settle().await;
 }

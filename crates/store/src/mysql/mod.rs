@@ -331,6 +331,7 @@ impl Store for MySqlStore {
                     number: stored(number, MessageNumber::new)?,
                     body,
                     version: from_datetime(updated_at),
+                    first_write: false,
                 })
             })
             .collect()

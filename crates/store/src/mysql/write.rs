@@ -178,7 +178,7 @@ pub(crate) async fn write_batch(pool: &MySqlPool, batch: &[Queued]) -> Result<Ba
         chats_created: inserted_chats.len() as u64,
         messages_created: inserted_messages.len() as u64,
         edits_applied,
-        changed: changed(changes),
+        changed: changed(changes, &inserted_messages),
     })
 }
 

@@ -48,8 +48,6 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(false)
-            // 8 MiB of page cache per connection (SQLite's default is 2 MiB)
-            .pragma("cache_size", "-8192")
             // no checkpoint in the committing connection: a background task does them, so a
             // batch's commit never waits for the WAL to be copied back
             .pragma("wal_autocheckpoint", "0");
@@ -59,7 +57,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("cache_size", WRITER_CACHE_KIB))
             .await
             .map_err(store_error("opening the database"))?;
         sqlx::migrate!("migrations/sqlite")
@@ -69,12 +67,12 @@ impl SqliteStore {
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.clone().read_only(true))
+            .connect_with(options.clone().read_only(true).pragma("cache_size", READER_CACHE_KIB))
             .await
             .map_err(store_error("opening the database"))?;
         let checkpoints = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options)
+            .connect_with(options.pragma("cache_size", CHECKPOINT_CACHE_KIB))
             .await
             .map_err(store_error("opening the database"))?;
         let checkpointer = tokio::spawn(checkpoint_periodically(checkpoints.clone()));
@@ -92,6 +90,13 @@ impl SqliteStore {
         self.writer.close().await;
     }
 }
+
+/// Page cache per connection, in KiB (negative: SQLite's unit for a size): the writer keeps
+/// the pages that batches touch (the last leaf of every busy chat); readers and the
+/// checkpointer find the rest in the operating system's file cache.
+const WRITER_CACHE_KIB: &str = "-8192";
+const READER_CACHE_KIB: &str = "-2048";
+const CHECKPOINT_CACHE_KIB: &str = "-512";
 
 /// How often committed WAL frames are copied back into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
@@ -184,6 +189,7 @@ impl ChangeFeed for SqliteStore {
                         number: stored_number(number, MessageNumber::new)?,
                         body,
                         version: Timestamp::from_micros(updated_at),
+                        first_write: false,
                     },
                 ))
             })
@@ -371,6 +377,7 @@ impl Store for SqliteStore {
                     number: stored_number(number, MessageNumber::new)?,
                     body,
                     version: Timestamp::from_micros(updated_at),
+                    first_write: false,
                 })
             })
             .collect()

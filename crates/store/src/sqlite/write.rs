@@ -151,7 +151,7 @@ pub(crate) async fn write_batch(writer: &SqlitePool, batch: &[Queued]) -> Result
         chats_created: inserted_chats.len() as u64,
         messages_created: inserted_messages.len() as u64,
         edits_applied,
-        changed: changed(changes),
+        changed: changed(changes, &inserted_messages),
     })
 }
 

@@ -99,6 +99,7 @@ pub async fn a_redelivered_batch_changes_nothing(store: &dyn Store) {
     assert_eq!((first.chats_created, first.messages_created, first.edits_applied), (1, 2, 1));
     assert_eq!(first.changed.len(), 2, "each changed message once, with its final body");
     assert_eq!(first.changed.iter().find(|c| c.number == msg(1)).unwrap().body, "one, edited");
+    assert!(first.changed.iter().all(|c| c.first_write), "the batch inserted both rows: no index holds them");
     let again = store.write_batch(&batch).await.unwrap();
     assert_eq!((again.chats_created, again.messages_created, again.edits_applied), (0, 0, 0));
     assert!(again.changed.is_empty());
@@ -114,6 +115,7 @@ pub async fn an_edit_that_overtakes_its_create_still_wins(store: &dyn Store) {
     // the edit lands first, in a batch of its own
     let edit = store.write_batch(&[edit_message(app, 1, 1, "edited", T + 5)]).await.unwrap();
     assert_eq!((edit.messages_created, edit.edits_applied), (1, 1));
+    assert!(edit.changed[0].first_write, "the edit inserted the row");
     let create = store.write_batch(&[create_message(app, 1, 1, "original", T + 1)]).await.unwrap();
     assert_eq!((create.messages_created, create.changed.len()), (0, 0), "the create changes no text");
     let m = store.message(app, chat(1), msg(1)).await.unwrap().unwrap();
@@ -145,6 +147,7 @@ pub async fn the_newest_edit_wins_whatever_the_order(store: &dyn Store) {
         .unwrap();
     assert_eq!(both.changed.len(), 1);
     assert_eq!(both.changed[0].body, "v5");
+    assert!(!both.changed[0].first_write, "an edit of a stored row replaces what an index holds");
     let m = store.message(app, chat(1), msg(1)).await.unwrap().unwrap();
     assert_eq!((m.body.as_str(), m.updated_at.as_micros()), ("v5", T + 50));
 }
