@@ -42,51 +42,46 @@ pub fn prefix_range(term: &str) -> (String, String) {
 #[derive(Clone, Copy, Default)]
 pub struct Grams;
 
-/// A stream over tokens computed up front (bodies are short; this keeps the code plain).
+/// Walks the lower-cased text once, filling one reused token (no allocation per gram).
 pub struct GramStream {
-    tokens: Vec<Token>,
+    chars: Vec<char>,
     next: usize,
+    token: Token,
 }
 
 impl TokenStream for GramStream {
     fn advance(&mut self) -> bool {
-        self.next += 1;
-        self.next <= self.tokens.len()
+        let Some(position) = (self.next..self.chars.len()).find(|&i| !self.chars[i].is_whitespace()) else {
+            self.next = self.chars.len();
+            return false;
+        };
+        self.next = position + 1;
+        let gram = self.chars[position..].iter().take(GRAM).take_while(|c| !c.is_whitespace());
+        let token = &mut self.token;
+        token.text.clear();
+        token.text.extend(gram);
+        let len = token.text.chars().count();
+        token.text.extend(std::iter::repeat_n(PAD, GRAM - len));
+        token.position = position;
+        // offsets are not used (highlights are computed from the body)
+        token.offset_from = position;
+        token.offset_to = position + len;
+        true
     }
 
     fn token(&self) -> &Token {
-        &self.tokens[self.next - 1]
+        &self.token
     }
 
     fn token_mut(&mut self) -> &mut Token {
-        &mut self.tokens[self.next - 1]
+        &mut self.token
     }
 }
 
 impl Tokenizer for Grams {
     type TokenStream<'a> = GramStream;
     fn token_stream<'a>(&'a mut self, text: &'a str) -> GramStream {
-        let chars: Vec<char> = lowercase(text).chars().collect();
-        let mut tokens = Vec::with_capacity(chars.len());
-        for (position, &first) in chars.iter().enumerate() {
-            if first.is_whitespace() {
-                continue;
-            }
-            let mut gram = String::with_capacity(GRAM * 4);
-            let rest = chars[position..].iter().take(GRAM).take_while(|c| !c.is_whitespace());
-            gram.extend(rest);
-            let len = gram.chars().count();
-            gram.extend(std::iter::repeat_n(PAD, GRAM - len));
-            // offsets are not used (highlights are computed from the body)
-            tokens.push(Token {
-                offset_from: position,
-                offset_to: position + len,
-                position,
-                text: gram,
-                position_length: 1,
-            });
-        }
-        GramStream { tokens, next: 0 }
+        GramStream { chars: lowercase(text).chars().collect(), next: 0, token: Token::default() }
     }
 }
 
