@@ -128,6 +128,6 @@ wait $paced
 read -r rps p50 p99 bad <"$work/paced.out"
 row "create_message_spread, paced to ~half of peak ($pconns conns, 1 ms apart)" "$rps" "$p50" "$p99" "$bad"
 echo
-echo "server peak RSS (VmHWM) over the run: $(rss_peak_mib) MiB"
+echo "server peak RSS (VmHWM) over the run: $(rss_peak_mib) MiB; at the end: $(awk '/RssAnon|RssFile/ {printf "%s %d MiB ", $1, $2/1024}' /proc/$pid/status)"
 echo "during the paced run, $visibility"
 for note in "${notes[@]}"; do echo "$note"; done
