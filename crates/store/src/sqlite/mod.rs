@@ -154,6 +154,18 @@ fn stored_number<T, E: std::error::Error + Send + Sync + 'static>(
     make(n as u64).map_err(|e| Error::internal("stored number is out of range").with_source(e))
 }
 
+/// A stored message as the search index wants it (a stored row may be indexed already).
+fn stored_change(app: i64, chat: i64, number: i64, body: String, updated_at: i64) -> Result<ChangedMessage> {
+    Ok(ChangedMessage {
+        app: AppId(app),
+        chat: stored_number(chat, ChatNumber::new)?,
+        number: stored_number(number, MessageNumber::new)?,
+        body,
+        version: Timestamp::from_micros(updated_at),
+        first_write: false,
+    })
+}
+
 #[async_trait]
 impl ChangeFeed for SqliteStore {
     async fn changes_since(
@@ -181,17 +193,7 @@ impl ChangeFeed for SqliteStore {
         .map_err(store_error("reading changed messages"))?;
         rows.into_iter()
             .map(|(rev, app, chat, number, body, updated_at)| {
-                Ok((
-                    rev as u64,
-                    ChangedMessage {
-                        app: AppId(app),
-                        chat: stored_number(chat, ChatNumber::new)?,
-                        number: stored_number(number, MessageNumber::new)?,
-                        body,
-                        version: Timestamp::from_micros(updated_at),
-                        first_write: false,
-                    },
-                ))
+                Ok((rev as u64, stored_change(app, chat, number, body, updated_at)?))
             })
             .collect()
     }
@@ -370,16 +372,7 @@ impl Store for SqliteStore {
         .await
         .map_err(store_error("scanning messages"))?;
         rows.into_iter()
-            .map(|(app, chat, number, body, updated_at)| {
-                Ok(ChangedMessage {
-                    app: AppId(app),
-                    chat: stored_number(chat, ChatNumber::new)?,
-                    number: stored_number(number, MessageNumber::new)?,
-                    body,
-                    version: Timestamp::from_micros(updated_at),
-                    first_write: false,
-                })
-            })
+            .map(|(app, chat, number, body, updated_at)| stored_change(app, chat, number, body, updated_at))
             .collect()
     }
 
