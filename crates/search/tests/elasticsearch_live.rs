@@ -57,13 +57,5 @@ async fn the_search_conformance_suite_passes_against_elasticsearch() {
         );
         return;
     };
-    run_all!(&url;
-        terms_are_case_insensitive_substrings_anded,
-        punctuation_and_symbols_are_literal,
-        terms_of_one_and_two_characters_and_non_ascii_text,
-        only_the_asked_chat_is_ever_searched,
-        an_edit_replaces_the_searchable_text,
-        relevance_first_then_higher_numbers_first,
-        pages_after_a_position_visit_every_hit_once,
-    );
+    crate::every_search_case!(run_all!(&url));
 }

@@ -14,10 +14,12 @@ pub trait Harness: Send + Sync {
     async fn settle(&self);
 }
 
+/// The one list of the suite's cases: `every_search_case!(then!(args))` expands to
+/// `then!(args; case, case, …)`, so every backend runs every case.
 #[macro_export]
-macro_rules! search_contract {
-    ($open:path) => {
-        $crate::search_contract!($open;
+macro_rules! every_search_case {
+    ($then:ident!($($args:tt)*)) => {
+        $then! {$($args)*;
             terms_are_case_insensitive_substrings_anded,
             punctuation_and_symbols_are_literal,
             terms_of_one_and_two_characters_and_non_ascii_text,
@@ -25,7 +27,14 @@ macro_rules! search_contract {
             an_edit_replaces_the_searchable_text,
             relevance_first_then_higher_numbers_first,
             pages_after_a_position_visit_every_hit_once,
-        );
+        }
+    };
+}
+
+#[macro_export]
+macro_rules! search_contract {
+    ($open:path) => {
+        $crate::every_search_case!(search_contract!($open));
     };
     ($open:path; $($name:ident),+ $(,)?) => {
         $(
