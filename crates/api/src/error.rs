@@ -83,8 +83,9 @@ impl From<Error> for ApiError {
                 Self::unavailable(e.detail())
             }
             ErrorKind::Internal => {
+                // details are written by this code base (the driver's text is the source)
                 tracing::error!(error = e.detail(), cause, "internal error");
-                Self::internal()
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.detail())
             }
         }
     }

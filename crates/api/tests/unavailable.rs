@@ -75,7 +75,7 @@ async fn a_create_that_cannot_be_made_durable_answers_503_and_its_chat_never_exi
     let outage = Arc::new(Outage { inner: queue, failures: AtomicUsize::new(0) });
     let app = router(AppState::new(Services {
         store: store.clone(),
-        numbering: Arc::new(InProcessNumbering::new(store.clone())),
+        numbering: Arc::new(InProcessNumbering::in_process(store.clone())),
         queue: outage.clone(),
         idempotency: Arc::new(LocalIdempotencyKeys::new(store.clone())),
         search: None,
@@ -124,7 +124,7 @@ async fn readiness_names_the_dependency_that_is_down() {
     let (queue, source) = in_process::channel(100, Duration::from_secs(1));
     let app = router(AppState::new(Services {
         store: store.clone(),
-        numbering: Arc::new(InProcessNumbering::new(store.clone())),
+        numbering: Arc::new(InProcessNumbering::in_process(store.clone())),
         queue: Arc::new(queue),
         idempotency: Arc::new(LocalIdempotencyKeys::new(store.clone())),
         search: None,

@@ -82,6 +82,11 @@ pub struct Config {
     #[arg(long, env = "CHATSYS_SEARCH_COMMIT_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration, global = true)]
     pub search_commit_interval: Duration,
 
+    /// Distributed mode: how long a create or edit may wait for the broker's confirm before it
+    /// answers 503 (e.g. `10s`)
+    #[arg(long, env = "CHATSYS_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub write_timeout: Duration,
+
     /// The largest request body accepted, in bytes (larger ones get 413)
     #[arg(long, env = "CHATSYS_BODY_LIMIT", default_value_t = 256 * 1024, global = true)]
     pub body_limit: usize,
@@ -145,6 +150,7 @@ impl fmt::Debug for Config {
             .field("reconcile_interval", &self.reconcile_interval)
             .field("batch_max", &self.batch_max)
             .field("batch_linger", &self.batch_linger)
+            .field("write_timeout", &self.write_timeout)
             .field("queue_capacity", &self.queue_capacity)
             .field("search_commit_interval", &self.search_commit_interval)
             .field("body_limit", &self.body_limit)

@@ -28,6 +28,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<MySqlStore>> {
 fn rabbit(config: &Config) -> anyhow::Result<RabbitConfig> {
     let mut rabbit = RabbitConfig::new(url(&config.amqp_url, "CHATSYS_AMQP_URL")?);
     rabbit.queue = config.amqp_queue.clone();
+    rabbit.confirm_timeout = config.write_timeout;
     Ok(rabbit)
 }
 
@@ -59,13 +60,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let redis = chatsys_counters::redis::connect(&url(&config.redis_url, "CHATSYS_REDIS_URL")?)
         .await
         .context("connecting to Redis (CHATSYS_REDIS_URL)")?;
-    let numbering = RedisNumbering::new(
+    let numbering = RedisNumbering::redis(
         redis.clone(),
         RedisNumberingConfig { prefix: config.redis_prefix.clone(), drain_settle: config.redis_recovery_settle },
         store.clone(),
         queue.clone(),
     );
-    numbering.initialize().await.context("initialising the counters in Redis")?;
+    numbering.counters().initialize().await.context("initialising the counters in Redis")?;
     let search = open_search(&config).await?;
     tracing::info!(
         search = if search.is_some() { "elasticsearch" } else { "not configured (answers 503)" },

@@ -102,7 +102,7 @@ async fn serve_embedded(config: Config) -> anyhow::Result<()> {
 
     let services = Services {
         store: store.clone(),
-        numbering: Arc::new(InProcessNumbering::new(store.clone())),
+        numbering: Arc::new(InProcessNumbering::in_process(store.clone())),
         queue: Arc::new(queue),
         idempotency: Arc::new(LocalIdempotencyKeys::new(store.clone())),
         search: Some(index.clone()),

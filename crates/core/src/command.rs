@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AppId, ChatNumber, MessageNumber};
+use crate::ids::{AppId, ChatNumber, MessageNumber, Version};
 use crate::text::MessageBody;
 use crate::time::Timestamp;
 
@@ -23,14 +23,34 @@ pub enum Command {
         body: MessageBody,
         at: Timestamp,
     },
-    /// Replaces the body if `at` is newer than the last edit applied. It always wins over the
-    /// create (an edit is only accepted for a message that was created), whichever reaches
-    /// the store first.
+    /// Replaces the body if `version` is higher than the version of the message's last
+    /// applied change. It wins over the create (version 0) whichever reaches the store
+    /// first; it never brings back a deleted message.
     EditMessage {
         app: AppId,
         chat: ChatNumber,
         number: MessageNumber,
         body: MessageBody,
+        at: Timestamp,
+        /// Commands queued by a build without versions carry none: version 0, which loses
+        /// against every versioned edit (drain the queue before such an upgrade).
+        #[serde(default)]
+        version: Version,
+    },
+    /// Turns the message into a tombstone (number, position, version, no body). A delete is
+    /// final: no create or edit, early or late, brings the message back.
+    DeleteMessage {
+        app: AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        at: Timestamp,
+        version: Version,
+    },
+    /// Turns the chat into a tombstone and erases its messages; commands for it that arrive
+    /// later are dropped.
+    DeleteChat {
+        app: AppId,
+        chat: ChatNumber,
         at: Timestamp,
     },
 }
@@ -38,9 +58,11 @@ pub enum Command {
 impl Command {
     pub fn app(&self) -> AppId {
         match self {
-            Command::CreateChat { app, .. } | Command::CreateMessage { app, .. } | Command::EditMessage { app, .. } => {
-                *app
-            }
+            Command::CreateChat { app, .. }
+            | Command::CreateMessage { app, .. }
+            | Command::EditMessage { app, .. }
+            | Command::DeleteMessage { app, .. }
+            | Command::DeleteChat { app, .. } => *app,
         }
     }
 
@@ -48,8 +70,36 @@ impl Command {
         match self {
             Command::CreateChat { chat, .. }
             | Command::CreateMessage { chat, .. }
-            | Command::EditMessage { chat, .. } => *chat,
+            | Command::EditMessage { chat, .. }
+            | Command::DeleteMessage { chat, .. }
+            | Command::DeleteChat { chat, .. } => *chat,
         }
+    }
+
+    /// The message the command changes, if it changes one.
+    pub fn message(&self) -> Option<MessageNumber> {
+        match self {
+            Command::CreateMessage { number, .. }
+            | Command::EditMessage { number, .. }
+            | Command::DeleteMessage { number, .. } => Some(*number),
+            Command::CreateChat { .. } | Command::DeleteChat { .. } => None,
+        }
+    }
+
+    /// When the server accepted the command.
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Command::CreateChat { at, .. }
+            | Command::CreateMessage { at, .. }
+            | Command::EditMessage { at, .. }
+            | Command::DeleteMessage { at, .. }
+            | Command::DeleteChat { at, .. } => *at,
+        }
+    }
+
+    /// A create: its item did not exist before (its number was handed out for it).
+    pub fn is_create(&self) -> bool {
+        matches!(self, Command::CreateChat { .. } | Command::CreateMessage { .. })
     }
 }
 

@@ -150,6 +150,46 @@ number_type!(
     "message number"
 );
 
+macro_rules! counter_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl $name {
+            pub fn get(self) -> u64 {
+                self.0
+            }
+
+            /// The value as stored in signed 64-bit columns.
+            pub fn as_i64(self) -> i64 {
+                self.0 as i64
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+counter_type!(
+    /// The order of the accepted changes (edits, deletes) of one chat's messages, handed out
+    /// by the numbering service when a change is accepted: the store keeps, per message, the
+    /// change with the highest version. A create is version 0; a wall clock plays no part.
+    Version
+);
+counter_type!(
+    /// A chat's place in its own history of committed changes: every commit that changes a
+    /// message of the chat (or the chat itself) gives it the chat's next position, under the
+    /// chat row's lock, so everything committed is at or below the chat's current position
+    /// and nothing is committed below one already visible. Live events resume from one.
+    Position
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ pub mod time;
 
 pub use command::{Command, IdempotencyRecord, Queued};
 pub use error::{Error, ErrorKind, InvalidInput, Result};
-pub use ids::{AppId, AppToken, ChatNumber, MessageNumber};
+pub use ids::{AppId, AppToken, ChatNumber, MessageNumber, Position, Version};
 pub use model::{Application, Chat, Message, NewApplication};
 pub use search::SearchQuery;
 pub use text::{AppName, MessageBody};

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use crate::command::{IdempotencyRecord, Queued};
 use crate::error::{Error, Result};
-use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber};
+use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Position, Version};
 use crate::model::{Application, Chat, Message, NewApplication};
 use crate::search::SearchQuery;
 use crate::text::AppName;
@@ -50,7 +50,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Message>>;
 
     /// Every stored message in key order, after `after`, at most `limit`: for rebuilding a
-    /// search index. The version is the time of the row's last change.
+    /// search index. Tombstones come with no body.
     async fn scan_messages(&self, after: Option<&ChangedMessage>, limit: u32) -> Result<Vec<ChangedMessage>>;
 
     /// The stored messages among `numbers`, in no particular order.
@@ -63,12 +63,27 @@ pub trait Store: Send + Sync + 'static {
     /// The highest chat number stored for the application (0 when none).
     async fn highest_chat_number(&self, app: AppId) -> Result<u64>;
 
-    /// The highest message number stored in the chat, or `None` when the chat's row is not
-    /// stored. Number allocation seeds its counters from this.
-    async fn chat_seed(&self, app: AppId, chat: ChatNumber) -> Result<Option<u64>>;
+    /// What the chat's counters start from, or `None` when the chat's row is not stored or
+    /// is a tombstone. Number allocation seeds its counters from this.
+    async fn chat_seed(&self, app: AppId, chat: ChatNumber) -> Result<Option<ChatSeed>>;
+
+    /// The chat's current position, whether it is deleted, or `None` when its row is not
+    /// stored.
+    async fn chat_position(&self, app: AppId, chat: ChatNumber) -> Result<Option<ChatPosition>>;
+
+    /// The messages of the chat changed by commits after position `after`, each once in its
+    /// current state, in position order, at most `limit` (a replay of live events).
+    async fn message_changes(
+        &self,
+        app: AppId,
+        chat: ChatNumber,
+        after: Position,
+        limit: u32,
+    ) -> Result<Vec<MessageChange>>;
 
     /// Writes a batch of commands in one transaction, idempotently: a command already applied
-    /// changes nothing. Counts move by the rows actually inserted, in the same transaction.
+    /// changes nothing. Counts move by the rows whose state changed, in the same transaction;
+    /// every chat whose messages changed moves to a new position.
     async fn write_batch(&self, batch: &[Queued]) -> Result<BatchOutcome>;
 
     /// Recomputes `chats_count` and `messages_count` from the rows and forgets expired
@@ -85,8 +100,29 @@ pub struct BatchOutcome {
     pub chats_created: u64,
     pub messages_created: u64,
     pub edits_applied: u64,
-    /// Messages whose stored body changed: what the search index must (re)index.
+    pub messages_deleted: u64,
+    pub chats_deleted: u64,
+    /// Commands for a chat or an application that no longer exists: dropped, never written.
+    pub dropped: u64,
+    /// Messages whose stored state changed, as they are now: what a search index must
+    /// (re)index or remove.
     pub changed: Vec<ChangedMessage>,
+    /// Messages the batch named but did not change (a redelivery, an edit older than the one
+    /// stored), as they are stored: an index that keeps versions takes them again, in case
+    /// the batch that changed them was committed but never indexed.
+    pub unchanged: Vec<ChangedMessage>,
+    /// Chats deleted by this batch: their messages are erased from the store.
+    pub erased_chats: Vec<(AppId, ChatNumber)>,
+    /// Every chat that moved to a new position, with its new position (live events).
+    pub advanced: Vec<Advanced>,
+}
+
+/// A chat that moved to a new position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advanced {
+    pub app: AppId,
+    pub chat: ChatNumber,
+    pub position: Position,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,27 +130,38 @@ pub struct ChangedMessage {
     pub app: AppId,
     pub chat: ChatNumber,
     pub number: MessageNumber,
-    pub body: String,
-    /// The time of the create or edit that wrote this body: an index that keeps versions
-    /// applies a body only over an older one.
-    pub version: Timestamp,
-    /// The batch that wrote this body also inserted the row: no index can hold an older copy
-    /// of the message, so there is none to look for and replace.
+    /// `None`: the message is deleted (a tombstone).
+    pub body: Option<String>,
+    /// The position of the commit that gave the message this state: an index that keeps
+    /// versions applies a state only over one of a lower position.
+    pub position: Position,
+    /// The batch that wrote this state also inserted the row: no index can hold an older
+    /// copy of the message, so there is none to look for and replace.
     pub first_write: bool,
 }
 
-impl ChangedMessage {
-    /// The body a create or edit command writes, if it is one.
-    pub fn of(command: &crate::command::Command) -> Option<Self> {
-        match command {
-            crate::command::Command::CreateMessage { app, chat, number, body, at }
-            | crate::command::Command::EditMessage { app, chat, number, body, at } => {
-                let body = body.as_str().to_owned();
-                Some(Self { app: *app, chat: *chat, number: *number, body, version: *at, first_write: false })
-            }
-            crate::command::Command::CreateChat { .. } => None,
-        }
-    }
+/// What a chat's counters start from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatSeed {
+    /// The highest message number stored (tombstones included), 0 when none.
+    pub highest_message: u64,
+    /// The highest version of a change stored among the chat's messages.
+    pub highest_version: Version,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatPosition {
+    pub position: Position,
+    pub deleted: bool,
+}
+
+/// One message in a replay of a chat's changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageChange {
+    pub position: Position,
+    pub number: MessageNumber,
+    /// `None`: the message is deleted.
+    pub message: Option<Message>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -140,11 +187,13 @@ pub trait Numbering: Send + Sync + 'static {
     /// Whether the chat exists, stored yet or not.
     async fn chat_exists(&self, app: AppId, chat: ChatNumber) -> Result<bool>;
 
-    /// Whether the message number was handed out and not voided, stored yet or not.
-    async fn message_exists(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<bool>;
+    /// A version for a change (edit or delete) of the message, in one step with the check
+    /// that the message exists (handed out, not voided or deleted, stored yet or not); `None`
+    /// when it does not. Versions increase per chat.
+    async fn next_version(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<Option<Version>>;
 
-    /// Remembers that the create of this chat failed after its number was handed out, so
-    /// the number is never treated as an existing chat.
+    /// Remembers that this chat is gone (its create failed after its number was handed out,
+    /// or it was deleted), so the number is never treated as an existing chat again.
     async fn void_chat(&self, app: AppId, chat: ChatNumber) -> Result<()>;
 
     /// As [`Numbering::void_chat`], for a message.
@@ -194,8 +243,18 @@ pub struct Delivery {
 pub trait Receipt: Send + 'static {
     /// The commands are written (and indexed): they may be forgotten.
     async fn ack(self: Box<Self>);
-    /// The commands could not be written.
+    /// The commands could not be written, for a passing reason: they may come again.
     async fn fail(self: Box<Self>, error: &Error);
+    /// Every command of the delivery is written except `refused`, which the store refuses
+    /// for good (a poison command): those are set aside with their reason, never retried.
+    async fn set_aside(self: Box<Self>, refused: Vec<Refused>);
+}
+
+/// A command the store refuses for good, and why (for an operator; no client text).
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub command: Queued,
+    pub reason: String,
 }
 
 /// What a request with an `Idempotency-Key` meets.

@@ -1,11 +1,14 @@
-//! Number allocation ([`chatsys_core::ports::Numbering`]) and idempotency-key coordination
-//! ([`chatsys_core::ports::IdempotencyKeys`]): in-process for embedded mode, Redis for
-//! distributed mode.
+//! Number allocation ([`chatsys_core::ports::Numbering`]): one algorithm ([`floor`]) over
+//! counters in this process (embedded mode) or in Redis (distributed mode); and
+//! idempotency-key coordination ([`chatsys_core::ports::IdempotencyKeys`]), in-process or
+//! in Redis.
 
+pub mod floor;
 pub mod idempotency;
 pub mod in_process;
 pub mod redis;
 
+pub use floor::FloorNumbering;
 pub use idempotency::{LocalIdempotencyKeys, RedisIdempotencyKeys};
 pub use in_process::InProcessNumbering;
 pub use redis::{RedisNumbering, RedisNumberingConfig};

@@ -1,24 +1,26 @@
-//! Redis numbering for distributed mode: every API server allocates from the same counters
-//! with one Lua script per allocation (check the parent, then `INCR`, in one round trip).
+//! Redis counters for distributed mode, under the floor-and-void rules of
+//! [`crate::floor`]: every API server allocates from the same counters, with one Lua script
+//! per step (check the parent, then `INCR`, in one round trip).
 //!
 //! A counter is never incremented while missing: a missing counter is seeded from the store
 //! with `SET NX`, and only while the sentinel key says Redis has not lost data since the
 //! counters were initialised. When the sentinel is gone, creates answer 503, one process
-//! (holding a lock) waits for the queue to drain so that every acknowledged create is in the
-//! store, then writes the sentinel back; counters then re-seed lazily from the store. As in
-//! embedded mode, each application keeps a *floor* (its highest stored chat when seeded): at
-//! or below it a chat exists iff its row is stored, so chats voided before a loss stay void.
+//! (holding a lock) waits for the queue to drain so that every acknowledged create, edit and
+//! delete is in the store, then writes the sentinel back; counters then re-seed lazily from
+//! the store, versions included.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatsys_core::ports::{CreateQueue, Numbering, Store};
+use chatsys_core::ports::{ChatSeed, CreateQueue, Store};
 use chatsys_core::{AppId, ChatNumber, Error, MessageNumber, Result};
 use redis::aio::ConnectionManager;
 use redis::io::tcp::TcpSettings;
 use redis::{AsyncCommands as _, IntoConnectionInfo as _, Script};
+
+use crate::floor::{ChatOp, Counters, FloorNumbering, Step};
 
 /// Connects with `TCP_NODELAY` (a request-response protocol must not wait for Nagle).
 pub async fn connect(url: &str) -> Result<ConnectionManager> {
@@ -48,36 +50,44 @@ impl Default for RedisNumberingConfig {
     }
 }
 
-pub struct RedisNumbering {
+/// The numbering service of distributed mode.
+pub type RedisNumbering = FloorNumbering<RedisCounters>;
+
+pub struct RedisCounters {
     redis: ConnectionManager,
     config: RedisNumberingConfig,
     store: Arc<dyn Store>,
     queue: Arc<dyn CreateQueue>,
     next_chat: Script,
-    next_message: Script,
+    chat_step: Script,
+    seed_chat: Script,
     recovering: Arc<AtomicBool>,
 }
 
 const RECOVERY_LOCK_MS: u64 = 600_000;
 
 impl RedisNumbering {
-    pub fn new(
+    pub fn redis(
         redis: ConnectionManager,
         config: RedisNumberingConfig,
         store: Arc<dyn Store>,
         queue: Arc<dyn CreateQueue>,
     ) -> Self {
-        Self {
+        let counters = RedisCounters {
             redis,
             config,
-            store,
+            store: store.clone(),
             queue,
             next_chat: Script::new(include_str!("lua/next_chat.lua")),
-            next_message: Script::new(include_str!("lua/next_message.lua")),
+            chat_step: Script::new(include_str!("lua/chat_step.lua")),
+            seed_chat: Script::new(include_str!("lua/seed_chat.lua")),
             recovering: Arc::default(),
-        }
+        };
+        FloorNumbering::new(counters, store)
     }
+}
 
+impl RedisCounters {
     /// At start: writes the sentinel when Redis holds none (a fresh Redis, or one that lost
     /// its data), after the queue has drained. Returns once the counters may be used.
     pub async fn initialize(&self) -> Result<()> {
@@ -102,89 +112,6 @@ impl RedisNumbering {
 
     async fn sentinel_present(&self) -> Result<bool> {
         self.redis.clone().exists(self.sentinel()).await.map_err(redis_error)
-    }
-
-    /// Seeding is safe only while the sentinel stands; otherwise recovery starts (once per
-    /// process; the lock makes one process lead) and the caller answers 503.
-    async fn guard_seed(&self) -> Result<()> {
-        if self.sentinel_present().await? {
-            return Ok(());
-        }
-        if !self.recovering.swap(true, Ordering::SeqCst) {
-            let (redis, config, store, queue, flag) = (
-                self.redis.clone(),
-                self.config.clone(),
-                self.store.clone(),
-                self.queue.clone(),
-                self.recovering.clone(),
-            );
-            tokio::spawn(async move {
-                if let Err(e) = recover(redis, config, store, queue).await {
-                    tracing::error!(error = %e, "counter recovery failed; the next create retries it");
-                }
-                flag.store(false, Ordering::SeqCst);
-            });
-        }
-        Err(Error::unavailable("number allocation is recovering from a Redis data loss; retry shortly"))
-    }
-
-    async fn seed_app(&self, app: AppId) -> Result<()> {
-        self.guard_seed().await?;
-        metrics::counter!("chatsys_counter_seeds_total", "kind" => "chat").increment(1);
-        let highest = self.store.highest_chat_number(app).await?;
-        let mut redis = self.redis.clone();
-        // the floor first: whoever sees the counter also sees its floor
-        let _: bool = redis.set_nx(self.app_key(app, "floor"), highest).await.map_err(redis_error)?;
-        let _: bool = redis.set_nx(self.app_key(app, "chats"), highest).await.map_err(redis_error)?;
-        Ok(())
-    }
-
-    /// Seeds the chat's message counter if the chat exists; false when it does not.
-    async fn seed_chat(&self, app: AppId, chat: ChatNumber) -> Result<bool> {
-        self.guard_seed().await?;
-        let floor: Option<u64> = self.redis.clone().get(self.app_key(app, "floor")).await.map_err(redis_error)?;
-        let seed = self.store.chat_seed(app, chat).await?;
-        let highest = match seed {
-            Some(highest) => highest,
-            // at or below the floor, a chat exists only if it is stored
-            None if chat.get() <= floor.unwrap_or(0) => return Ok(false),
-            // handed out since the counters were seeded, not written yet
-            None => 0,
-        };
-        metrics::counter!("chatsys_counter_seeds_total", "kind" => "message").increment(1);
-        let _: bool =
-            self.redis.clone().set_nx(self.chat_key(app, chat, "messages"), highest).await.map_err(redis_error)?;
-        Ok(true)
-    }
-
-    async fn run_next_message(&self, app: AppId, chat: ChatNumber, mode: &str) -> Result<i64> {
-        self.next_message
-            .key(self.app_key(app, "chats"))
-            .key(self.app_key(app, "void_chats"))
-            .key(self.chat_key(app, chat, "messages"))
-            .arg(chat.get().to_string())
-            .arg(mode)
-            .invoke_async(&mut self.redis.clone())
-            .await
-            .map_err(redis_error)
-    }
-
-    /// Runs the script until the counters it needs are seeded: its answer, or `None` when
-    /// the chat does not exist.
-    async fn with_chat(&self, app: AppId, chat: ChatNumber, mode: &str) -> Result<Option<u64>> {
-        for _ in 0..4 {
-            match self.run_next_message(app, chat, mode).await? {
-                -1 => self.seed_app(app).await?,
-                -2 => {
-                    if !self.seed_chat(app, chat).await? {
-                        return Ok(None);
-                    }
-                }
-                0 => return Ok(None),
-                n => return Ok(Some(n as u64)),
-            }
-        }
-        Err(Error::internal("counters kept disappearing while being seeded"))
     }
 }
 
@@ -245,48 +172,103 @@ async fn recover(
 }
 
 #[async_trait]
-impl Numbering for RedisNumbering {
+impl Counters for RedisCounters {
     async fn ping(&self) -> Result<()> {
         let _: String = redis::cmd("PING").query_async(&mut self.redis.clone()).await.map_err(redis_error)?;
         Ok(())
     }
 
-    async fn next_chat(&self, app: AppId) -> Result<ChatNumber> {
-        for _ in 0..4 {
-            let n: i64 = self
-                .next_chat
-                .key(self.app_key(app, "chats"))
-                .invoke_async(&mut self.redis.clone())
-                .await
-                .map_err(redis_error)?;
-            if n > 0 {
-                return ChatNumber::new(n as u64).map_err(|_| Error::unavailable("number space exhausted"));
-            }
-            self.seed_app(app).await?;
+    /// Seeding is safe only while the sentinel stands; otherwise recovery starts (once per
+    /// process; the lock makes one process lead) and the caller answers 503.
+    async fn guard_seed(&self) -> Result<()> {
+        if self.sentinel_present().await? {
+            return Ok(());
         }
-        Err(Error::internal("the chat counter kept disappearing while being seeded"))
+        if !self.recovering.swap(true, Ordering::SeqCst) {
+            let (redis, config, store, queue, flag) = (
+                self.redis.clone(),
+                self.config.clone(),
+                self.store.clone(),
+                self.queue.clone(),
+                self.recovering.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = recover(redis, config, store, queue).await {
+                    tracing::error!(error = %e, "counter recovery failed; the next create retries it");
+                }
+                flag.store(false, Ordering::SeqCst);
+            });
+        }
+        Err(Error::unavailable("number allocation is recovering from a Redis data loss; retry shortly"))
     }
 
-    async fn next_message(&self, app: AppId, chat: ChatNumber) -> Result<Option<MessageNumber>> {
-        match self.with_chat(app, chat, "next").await? {
-            Some(n) => Ok(Some(MessageNumber::new(n).map_err(|_| Error::unavailable("number space exhausted"))?)),
-            None => Ok(None),
-        }
+    async fn next_chat(&self, app: AppId) -> Result<Option<u64>> {
+        let n: i64 = self
+            .next_chat
+            .key(self.app_key(app, "chats"))
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(redis_error)?;
+        Ok((n > 0).then_some(n as u64))
     }
 
-    async fn chat_exists(&self, app: AppId, chat: ChatNumber) -> Result<bool> {
-        Ok(self.with_chat(app, chat, "peek").await?.is_some())
-    }
-
-    async fn message_exists(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<bool> {
-        if !self.chat_exists(app, chat).await? {
-            return Ok(false);
-        }
+    async fn seed_app(&self, app: AppId, highest: u64) -> Result<()> {
         let mut redis = self.redis.clone();
-        let last: Option<u64> = redis.get(self.chat_key(app, chat, "messages")).await.map_err(redis_error)?;
-        let void: bool =
-            redis.sismember(self.chat_key(app, chat, "void_messages"), number.get()).await.map_err(redis_error)?;
-        Ok(number.get() <= last.unwrap_or(0) && !void)
+        // the floor first: whoever sees the counter also sees its floor
+        let _: bool = redis.set_nx(self.app_key(app, "floor"), highest).await.map_err(redis_error)?;
+        let _: bool = redis.set_nx(self.app_key(app, "chats"), highest).await.map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn app_floor(&self, app: AppId) -> Result<u64> {
+        let floor: Option<u64> = self.redis.clone().get(self.app_key(app, "floor")).await.map_err(redis_error)?;
+        Ok(floor.unwrap_or(0))
+    }
+
+    async fn chat_step(&self, app: AppId, chat: ChatNumber, op: ChatOp) -> Result<Step> {
+        let (name, message) = match op {
+            ChatOp::Peek => ("peek", 0),
+            ChatOp::NextMessage => ("next", 0),
+            ChatOp::NextVersion(number) => ("version", number.get()),
+        };
+        let answer: (i64, i64, i64) = self
+            .chat_step
+            .key(self.app_key(app, "chats"))
+            .key(self.app_key(app, "void_chats"))
+            .key(self.chat_key(app, chat, "messages"))
+            .key(self.chat_key(app, chat, "floor"))
+            .key(self.chat_key(app, chat, "version"))
+            .key(self.chat_key(app, chat, "void_messages"))
+            .arg(chat.get().to_string())
+            .arg(name)
+            .arg(message.to_string())
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(redis_error)?;
+        Ok(match (answer, op) {
+            ((-1, ..), _) => Step::AppNotSeeded,
+            ((-2, ..), _) => Step::ChatNotSeeded,
+            ((0, ..), _) => Step::NoSuchChat,
+            ((2, ..), _) => Step::NoSuchMessage,
+            ((1, ..), ChatOp::Peek) => Step::ChatExists,
+            ((1, n, _), ChatOp::NextMessage) => Step::Message(n as u64),
+            ((1, v, floor), ChatOp::NextVersion(_)) => Step::Version { version: v as u64, floor: floor as u64 },
+            ((kind, ..), _) => return Err(Error::internal(format!("unexpected counter script answer {kind}"))),
+        })
+    }
+
+    async fn seed_chat(&self, app: AppId, chat: ChatNumber, seed: ChatSeed) -> Result<()> {
+        let _: i64 = self
+            .seed_chat
+            .key(self.chat_key(app, chat, "messages"))
+            .key(self.chat_key(app, chat, "floor"))
+            .key(self.chat_key(app, chat, "version"))
+            .arg(seed.highest_message)
+            .arg(seed.highest_version.get())
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(redis_error)?;
+        Ok(())
     }
 
     async fn void_chat(&self, app: AppId, chat: ChatNumber) -> Result<()> {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatsys_core::ports::{CommandSource, CreateQueue, Delivery, Durability, Receipt};
+use chatsys_core::ports::{CommandSource, CreateQueue, Delivery, Durability, Receipt, Refused};
 use chatsys_core::{Error, Queued, Result};
 use tokio::sync::{mpsc, oneshot};
 
@@ -84,5 +84,18 @@ impl Receipt for InProcessReceipt {
 
     async fn fail(self: Box<Self>, error: &Error) {
         let _ = self.0.send(Err(Error::unavailable(format!("the command was not written: {}", error.detail()))));
+    }
+
+    async fn set_aside(self: Box<Self>, refused: Vec<Refused>) {
+        // a delivery here is one command: it is the refused one
+        let outcome = match refused.first() {
+            None => Ok(()),
+            Some(r) => {
+                tracing::error!(reason = %r.reason, "command refused by the store");
+                metrics::counter!("chatsys_commands_refused_total").increment(1);
+                Err(Error::internal("the store refused to write this item; it was not created"))
+            }
+        };
+        let _ = self.0.send(outcome);
     }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatsys_core::ports::{CommandSource, CreateQueue, Delivery, Durability, Receipt};
+use chatsys_core::ports::{CommandSource, CreateQueue, Delivery, Durability, Receipt, Refused};
 use chatsys_core::{Error, ErrorKind, Queued, Result};
 use futures::StreamExt as _;
 use lapin::options::{
@@ -38,6 +38,9 @@ pub struct RabbitConfig {
     pub max_commands: usize,
     /// Unacknowledged messages a consumer may hold.
     pub prefetch: u16,
+    /// How long a create may wait for the broker's confirm before it answers 503 (a broker
+    /// that hangs must not hold a client forever).
+    pub confirm_timeout: Duration,
 }
 
 impl RabbitConfig {
@@ -48,6 +51,7 @@ impl RabbitConfig {
             linger: Duration::from_micros(500),
             max_commands: 500,
             prefetch: 64,
+            confirm_timeout: Duration::from_secs(10),
         }
     }
 
@@ -122,7 +126,15 @@ struct Links {
 }
 
 impl Links {
+    /// The current link, or a new one within the connect bound.
     async fn get(&self) -> Result<Arc<Link>> {
+        match tokio::time::timeout(CONNECT_TIMEOUT * 2, self.get_unbounded()).await {
+            Ok(link) => link,
+            Err(_) => Err(Error::unavailable("the message broker did not answer in time")),
+        }
+    }
+
+    async fn get_unbounded(&self) -> Result<Arc<Link>> {
         let mut current = self.current.lock().await;
         if let Some(link) = current.as_ref().filter(|l| l.connection.status().connected()) {
             return Ok(link.clone());
@@ -202,21 +214,27 @@ async fn publish_loop(links: Arc<Links>, mut rx: mpsc::Receiver<(Queued, Ack)>) 
             .with_delivery_mode(2) // persistent
             .with_content_type("application/json".into());
         let options = BasicPublishOptions { mandatory: true, ..Default::default() };
-        let published =
-            channel.basic_publish("".into(), links.config.queue.as_str().into(), options, &payload, properties).await;
+        let timeout = links.config.confirm_timeout;
+        let published = tokio::time::timeout(
+            timeout,
+            channel.basic_publish("".into(), links.config.queue.as_str().into(), options, &payload, properties),
+        )
+        .await;
         let links = links.clone();
         // wait for the confirm elsewhere: more messages may go out meanwhile
         tokio::spawn(async move {
             let outcome = match published {
-                Ok(confirm) => match confirm.await {
-                    Ok(Confirmation::Ack(None)) => Ok(()),
-                    Ok(Confirmation::Ack(Some(_))) => {
+                Ok(Ok(confirm)) => match tokio::time::timeout(timeout, confirm).await {
+                    Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+                    Ok(Ok(Confirmation::Ack(Some(_)))) => {
                         Err(Error::unavailable("the broker could not route the commands"))
                     }
-                    Ok(_) => Err(Error::unavailable("the broker refused the commands")),
-                    Err(e) => Err(broker_error("waiting for the confirm")(e)),
+                    Ok(Ok(_)) => Err(Error::unavailable("the broker refused the commands")),
+                    Ok(Err(e)) => Err(broker_error("waiting for the confirm")(e)),
+                    Err(_) => Err(Error::unavailable("the message broker did not confirm in time")),
                 },
-                Err(e) => Err(broker_error("publishing")(e)),
+                Ok(Err(e)) => Err(broker_error("publishing")(e)),
+                Err(_) => Err(Error::unavailable("the message broker did not take the commands in time")),
             };
             if outcome.is_err() {
                 links.forget(&link).await;
@@ -249,10 +267,17 @@ impl CreateQueue for RabbitQueue {
         let in_flight = metrics::gauge!("chatsys_queue_in_flight");
         in_flight.increment(1);
         let (ack, acked) = oneshot::channel();
-        let result = match self.tx.send((command, ack)).await {
-            Ok(()) => acked.await.unwrap_or_else(|_| Err(Error::unavailable("the publisher stopped"))),
-            Err(_) => Err(Error::unavailable("the publisher stopped")),
+        // the publisher bounds each step; this bounds the whole, queueing included
+        let bound = self.links.config.confirm_timeout + CONNECT_TIMEOUT * 2;
+        let submitted = async {
+            match self.tx.send((command, ack)).await {
+                Ok(()) => acked.await.unwrap_or_else(|_| Err(Error::unavailable("the publisher stopped"))),
+                Err(_) => Err(Error::unavailable("the publisher stopped")),
+            }
         };
+        let result = tokio::time::timeout(bound, submitted)
+            .await
+            .unwrap_or_else(|_| Err(Error::unavailable("the message broker did not confirm in time")));
         in_flight.decrement(1);
         result
     }
@@ -292,6 +317,8 @@ impl RabbitSource {
         let connection = connect(&self.config, "chatsys-worker").await?;
         let channel = connection.create_channel().await.map_err(broker_error("opening a channel"))?;
         declare(&channel, &self.config).await?;
+        // refused commands are published to the dead-letter exchange, confirmed
+        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(broker_error("enabling confirms"))?;
         channel
             .basic_qos(self.config.prefetch, BasicQosOptions::default())
             .await
@@ -336,7 +363,12 @@ impl CommandSource for RabbitSource {
                     let attempts = delivery_count(&delivery);
                     match serde_json::from_slice::<Vec<Queued>>(&delivery.data) {
                         Ok(commands) => {
-                            let receipt = RabbitReceipt { acker: delivery.acker, attempts };
+                            let receipt = RabbitReceipt {
+                                acker: delivery.acker,
+                                attempts,
+                                channel: channel.clone(),
+                                dead: self.config.dead_exchange(),
+                            };
                             return Some(Delivery { commands, receipt: Box::new(receipt) });
                         }
                         Err(e) => {
@@ -377,6 +409,46 @@ fn delivery_count(delivery: &lapin::message::Delivery) -> u32 {
 struct RabbitReceipt {
     acker: lapin::Acker,
     attempts: u32,
+    /// The consumer's channel (in confirm mode), for setting refused commands aside.
+    channel: Channel,
+    dead: String,
+}
+
+/// How long the broker may take to confirm a dead-lettered command.
+const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl RabbitReceipt {
+    /// Publishes one refused command alone to `<queue>.dead`, its reason in a header.
+    async fn dead_letter(&self, refused: &Refused) -> Result<()> {
+        let payload = serde_json::to_vec(&[&refused.command])
+            .map_err(|e| Error::internal("cannot encode a refused command").with_source(e))?;
+        let mut headers = FieldTable::default();
+        headers.insert("x-chatsys-reason".into(), AMQPValue::LongString(refused.reason.as_str().into()));
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_headers(headers);
+        let publish = async {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    self.dead.as_str().into(),
+                    "".into(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    properties,
+                )
+                .await
+                .map_err(broker_error("dead-lettering"))?;
+            match confirm.await.map_err(broker_error("confirming a dead letter"))? {
+                Confirmation::Ack(_) => Ok(()),
+                _ => Err(Error::unavailable("the broker refused a dead letter")),
+            }
+        };
+        tokio::time::timeout(DEAD_LETTER_TIMEOUT, publish)
+            .await
+            .unwrap_or_else(|_| Err(Error::unavailable("the broker did not confirm a dead letter in time")))
+    }
 }
 
 #[async_trait]
@@ -385,6 +457,23 @@ impl Receipt for RabbitReceipt {
         if let Err(e) = self.acker.ack(BasicAckOptions::default()).await {
             // the commands are written; the broker will redeliver them and the store will
             // find them already there
+            tracing::warn!(error = %e, "acknowledgement lost; the delivery will be replayed harmlessly");
+        }
+    }
+
+    async fn set_aside(self: Box<Self>, refused: Vec<Refused>) {
+        for r in &refused {
+            if let Err(e) = self.dead_letter(r).await {
+                // the delivery comes again; what was written is found written
+                tracing::warn!(error = %e, "could not set a refused command aside; the delivery is returned");
+                let _ = self.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                return;
+            }
+            tracing::error!(reason = %r.reason, "command refused by the store: dead-lettered alone");
+            metrics::counter!("chatsys_dead_lettered_total").increment(1);
+            metrics::counter!("chatsys_commands_refused_total").increment(1);
+        }
+        if let Err(e) = self.acker.ack(BasicAckOptions::default()).await {
             tracing::warn!(error = %e, "acknowledgement lost; the delivery will be replayed harmlessly");
         }
     }

@@ -104,8 +104,8 @@ async fn main() {
             app,
             chat: ChatNumber::new(chat as u64).unwrap(),
             number: MessageNumber::new(next_in_chat[chat]).unwrap(),
-            body: text,
-            version: chatsys_core::Timestamp::now(),
+            body: Some(text),
+            position: chatsys_core::Position(next_in_chat[chat]),
             first_write: true,
         });
         if batch.len() == 1000 {

@@ -6,8 +6,10 @@
 //! (an `ngram` tokenizer with min = max = 3 and no `token_chars` restriction gives each gram
 //! its character position), searched with `match_phrase` for terms of 3+ characters, and
 //! into 1–2-grams (`body.short`) for shorter terms. Documents are keyed by their natural key,
-//! routed by their chat, and written with external versioning (the time of the create or
-//! edit), so replays and stale edits are no-ops (409 per item = already applied).
+//! routed by their chat, and written with external versioning (the message's position, which
+//! grows with every change of it), so replays and stale edits are no-ops (409 per item =
+//! already applied). A deleted message is written as an empty document of its delete's
+//! position: no text is left, and no older state can come back over it.
 //! Highlights are computed in Rust from the stored body, as for Tantivy.
 
 use std::time::Duration;
@@ -93,10 +95,10 @@ pub fn bulk_body(index: &str, docs: &[ChangedMessage]) -> String {
             "_index": index,
             "_id": format!("{}_{}_{}", d.app.0, d.chat, d.number),
             "routing": chat_key(d.app, d.chat),
-            "version": d.version.as_micros(),
+            "version": d.position.get(),
             "version_type": "external"
         }});
-        let doc = json!({"app": d.app.0, "chat": chat_key(d.app, d.chat), "number": d.number.get(), "body": d.body});
+        let doc = json!({"app": d.app.0, "chat": chat_key(d.app, d.chat), "number": d.number.get(), "body": d.body.as_deref().unwrap_or("")});
         out.push_str(&action.to_string());
         out.push('\n');
         out.push_str(&doc.to_string());

@@ -207,11 +207,13 @@ fn write_doc(writer: &IndexWriter, fields: Fields, change: &ChangedMessage) -> R
     if !change.first_write {
         writer.delete_term(Term::from_field_text(fields.key, &key));
     }
+    // a deleted message keeps no document
+    let Some(body) = &change.body else { return Ok(()) };
     let mut doc = TantivyDocument::default();
     doc.add_text(fields.key, &key);
     doc.add_text(fields.chat, chat_key(change.app, change.chat));
     doc.add_u64(fields.number, change.number.get());
-    doc.add_text(fields.grams, &change.body);
+    doc.add_text(fields.grams, body);
     writer.add_document(doc).map_err(index_error("adding a document"))?;
     Ok(())
 }

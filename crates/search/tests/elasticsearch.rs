@@ -12,7 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chatsys_core::ports::{ChangedMessage, SearchIndex, SearchPosition};
-use chatsys_core::{AppId, ChatNumber, ErrorKind, MessageNumber, SearchQuery, Timestamp};
+use chatsys_core::{AppId, ChatNumber, ErrorKind, MessageNumber, Position, SearchQuery};
 use chatsys_search::elasticsearch::{ElasticConfig, ElasticIndex, index_definition};
 use serde_json::Value;
 
@@ -69,13 +69,13 @@ async fn connected(answers: Vec<(u16, String)>) -> (ElasticIndex, Arc<Mock>) {
     (index, mock)
 }
 
-fn doc(number: u64, body: &str, version: i64) -> ChangedMessage {
+fn doc(number: u64, body: &str, position: u64) -> ChangedMessage {
     ChangedMessage {
         app: AppId(1),
         chat: ChatNumber::new(1).unwrap(),
         number: MessageNumber::new(number).unwrap(),
-        body: body.into(),
-        version: Timestamp::from_micros(version),
+        body: Some(body.into()),
+        position: Position(position),
         first_write: false,
     }
 }

@@ -1,10 +1,10 @@
 //! The source of truth behind [`chatsys_core::ports::Store`]: SQLite for embedded mode,
-//! MySQL for distributed mode.
-//! Each backend keeps its own migrations under `migrations/<backend>/`.
+//! MySQL for distributed mode. Both write batches with the one algorithm in [`batch`] over
+//! their own primitives; each backend keeps its own migrations under `migrations/<backend>/`.
 
+mod batch;
 mod error;
 pub mod mysql;
-mod plan;
 pub mod sqlite;
 
 pub use mysql::MySqlStore;

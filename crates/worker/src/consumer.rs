@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatsys_core::ports::{BatchOutcome, ChangedMessage, CommandSource, Delivery, SearchIndex, Store};
+use chatsys_core::ports::{BatchOutcome, ChangedMessage, CommandSource, Delivery, Refused, SearchIndex, Store};
 use chatsys_core::{Error, ErrorKind, Queued, Result};
 
 use crate::batcher::{BatchConfig, next_batch};
@@ -38,8 +38,10 @@ pub enum Outcome {
     Closed,
 }
 
-/// Attempts at writing a batch before giving up on it (transient store trouble).
+/// Attempts at writing a batch before giving up on it (transient store trouble, embedded).
 const WRITE_ATTEMPTS: u32 = 3;
+/// Attempts at a whole batch the store refuses before it is searched for refused commands.
+const DETERMINISTIC_ATTEMPTS: u32 = 3;
 
 impl Consumer {
     pub fn new(source: Box<dyn CommandSource>, store: Arc<dyn Store>, config: BatchConfig) -> Self {
@@ -77,11 +79,11 @@ impl Consumer {
         let Some(batch) = next_batch(self.source.as_mut(), self.config).await else { return Outcome::Closed };
         let commands: Vec<Queued> = batch.iter().flat_map(|d| d.commands.iter().cloned()).collect();
         let started = std::time::Instant::now();
-        match write(self.store.as_ref(), &commands, self.patience).await {
+        match write(self.store.as_ref(), &commands, self.patience, DETERMINISTIC_ATTEMPTS).await {
             Ok(outcome) => {
                 let written = started.elapsed();
                 record_written(&commands, written);
-                self.index(&outcome, &commands).await;
+                self.index(&outcome).await;
                 settle_all(batch, None).await;
                 tracing::trace!(
                     commands = commands.len(),
@@ -91,19 +93,15 @@ impl Consumer {
                 );
                 Outcome::Written { commands: commands.len(), outcome }
             }
-            // A command the store rejects outright must not take the rest of its batch down
-            // with it: write the deliveries one by one and fail only the ones that fail.
-            Err(e) if e.kind() == ErrorKind::Internal && batch.len() > 1 => {
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), "batch rejected, writing its deliveries one by one");
-                let mut failed = 0;
-                for delivery in batch {
-                    let result = write(self.store.as_ref(), &delivery.commands, self.patience).await;
-                    match &result {
-                        Ok(outcome) => self.index(outcome, &delivery.commands).await,
-                        Err(_) => failed += delivery.commands.len(),
-                    }
-                    settle_all(vec![delivery], result.err().as_ref()).await;
-                }
+            // The store refuses something in the batch for good. That must not take the rest
+            // of the batch down with it: write it in halves until the refused commands stand
+            // alone, and set aside only those.
+            Err(e) if e.kind() != ErrorKind::Unavailable => {
+                let cause = std::error::Error::source(&e).map(ToString::to_string);
+                tracing::error!(error = %e, cause, commands = commands.len(), "batch refused by the store: finding the refused commands");
+                let verdicts = self.isolate(&commands).await;
+                let failed = verdicts.iter().filter(|v| !matches!(v, Verdict::Written)).count();
+                settle_each(batch, verdicts).await;
                 Outcome::Failed { commands: commands.len(), failed }
             }
             Err(e) => {
@@ -114,16 +112,93 @@ impl Consumer {
             }
         }
     }
+
+    /// Writes `commands` in ever smaller parts (each part is one transaction, left to right,
+    /// so the search index sees them in order) until every refused command is alone.
+    async fn isolate(&self, commands: &[Queued]) -> Vec<Verdict> {
+        let mut verdicts: Vec<Verdict> = commands.iter().map(|_| Verdict::Written).collect();
+        let halves = |r: std::ops::Range<usize>| {
+            let mid = r.start + r.len() / 2;
+            [mid..r.end, r.start..mid]
+        };
+        let mut todo: Vec<std::ops::Range<usize>> = halves(0..commands.len()).into_iter().collect();
+        while let Some(range) = todo.pop() {
+            if range.is_empty() {
+                continue;
+            }
+            let part = &commands[range.clone()];
+            match write(self.store.as_ref(), part, self.patience, 1).await {
+                Ok(outcome) => {
+                    record_written(part, Duration::ZERO);
+                    self.index(&outcome).await;
+                }
+                Err(e) if e.kind() == ErrorKind::Unavailable => {
+                    for v in &mut verdicts[range] {
+                        *v = Verdict::Failed(e.detail().to_owned());
+                    }
+                }
+                Err(e) if range.len() == 1 => {
+                    let cause = std::error::Error::source(&e).map(ToString::to_string);
+                    let reason = match &cause {
+                        Some(cause) => format!("{e}: {cause}"),
+                        None => e.to_string(),
+                    };
+                    verdicts[range.start] = Verdict::Refused(reason);
+                }
+                Err(_) => todo.extend(halves(range)),
+            }
+        }
+        verdicts
+    }
+}
+
+/// What became of one command of a batch that the store refused as a whole.
+#[derive(Debug)]
+enum Verdict {
+    Written,
+    /// The store refuses it for good: set aside, with the reason.
+    Refused(String),
+    /// Not written for a passing reason: its delivery comes again.
+    Failed(String),
+}
+
+/// Settles each delivery by the verdicts of its commands (in delivery order).
+async fn settle_each(batch: Vec<Delivery>, verdicts: Vec<Verdict>) {
+    let mut verdicts = verdicts.into_iter();
+    for delivery in batch {
+        let mine: Vec<Verdict> = verdicts.by_ref().take(delivery.commands.len()).collect();
+        if let Some(detail) = mine.iter().find_map(|v| match v {
+            Verdict::Failed(detail) => Some(detail.clone()),
+            _ => None,
+        }) {
+            delivery.receipt.fail(&Error::unavailable(detail)).await;
+            continue;
+        }
+        let refused: Vec<Refused> = delivery
+            .commands
+            .into_iter()
+            .zip(mine)
+            .filter_map(|(command, verdict)| match verdict {
+                Verdict::Refused(reason) => Some(Refused { command, reason }),
+                _ => None,
+            })
+            .collect();
+        if refused.is_empty() {
+            delivery.receipt.ack().await;
+        } else {
+            delivery.receipt.set_aside(refused).await;
+        }
+    }
 }
 
 impl Consumer {
     /// The store is the truth: a batch that could not be indexed is still acknowledged, and
     /// the index catches up from the store (on start, or by `chatsys reindex`).
-    async fn index(&self, outcome: &BatchOutcome, commands: &[Queued]) {
+    async fn index(&self, outcome: &BatchOutcome) {
         let Some(search) = &self.search else { return };
         let every: Vec<ChangedMessage>;
         let docs = if search.keeps_versions() {
-            every = commands.iter().filter_map(|q| ChangedMessage::of(&q.command)).collect();
+            every = outcome.changed.iter().chain(&outcome.unchanged).cloned().collect();
             &every
         } else {
             &outcome.changed
@@ -165,10 +240,20 @@ fn record_written(commands: &[Queued], took: std::time::Duration) {
     }
 }
 
-/// Writes a batch, retrying while the store is unavailable (as long as `patience` says).
-async fn write(store: &dyn Store, commands: &[Queued], patience: Patience) -> Result<BatchOutcome> {
+/// Writes a batch, retrying while the store is unavailable (as long as `patience` says) and
+/// up to `deterministic_attempts` times when it refuses the batch (a refusal can be a
+/// passing state the driver does not name, such as a lock the engine calls by another name).
+/// A batch retried for more than a few seconds shows in the log and in
+/// `chatsys_batch_retrying`.
+async fn write(
+    store: &dyn Store,
+    commands: &[Queued],
+    patience: Patience,
+    deterministic_attempts: u32,
+) -> Result<BatchOutcome> {
     let mut attempt = 1u32;
-    loop {
+    let (mut retrying, mut refusals) = (false, 0u32);
+    let result = loop {
         match store.write_batch(commands).await {
             Err(e)
                 if e.kind() == ErrorKind::Unavailable
@@ -179,12 +264,26 @@ async fn write(store: &dyn Store, commands: &[Queued], patience: Patience) -> Re
                     let cause = std::error::Error::source(&e).map(ToString::to_string);
                     tracing::warn!(error = %e, cause, attempt, "store unavailable: retrying the batch");
                 }
+                if attempt == 10 && !retrying {
+                    retrying = true;
+                    metrics::gauge!("chatsys_batch_retrying").increment(1.0);
+                }
+                metrics::counter!("chatsys_batch_retries_total").increment(1);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
-            result => return result,
+            Err(e) if e.kind() != ErrorKind::Unavailable && refusals + 1 < deterministic_attempts => {
+                refusals += 1;
+                metrics::counter!("chatsys_batch_retries_total").increment(1);
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(refusals))).await;
+            }
+            result => break result,
         }
+    };
+    if retrying {
+        metrics::gauge!("chatsys_batch_retrying").decrement(1.0);
     }
+    result
 }
 
 async fn settle_all(batch: Vec<Delivery>, error: Option<&Error>) {

@@ -125,8 +125,9 @@ pub async fn get(
     Ok(Json(MessageView::from(&message)).into_response())
 }
 
-/// Edit a message's body (PUT and PATCH take the same body). The newest edit wins, even
-/// over a create that reaches the store later.
+/// Edit a message's body (PUT and PATCH take the same body). Edits are ordered by the
+/// server when they are accepted: the last accepted edit wins, even over a create that
+/// reaches the store later, whatever the clocks of the servers say.
 #[utoipa::path(
     method(put, patch),
     path = "/applications/{token}/chats/{chat}/messages/{message}",
@@ -153,17 +154,16 @@ pub async fn update(
     let number = MessageNumber::parse(&number).map_err(bad_path)?;
     let body = MessageBody::parse(input.body).map_err(|e| ApiError::unprocessable(e.0))?;
     let app = state.app_id(&token).await?;
-    let stored = state.store.message(app, chat, number).await?;
-    // With a durable queue in front of the store, a message answered 201 a moment ago may
-    // not be written yet; the edit is accepted all the same and wins whenever it lands.
-    let exists = stored.is_some()
-        || (state.queue.durability() == Durability::Queued
-            && state.numbering.message_exists(app, chat, number).await?);
-    if !exists {
-        return Err(unknown_message(chat, number));
-    }
+    // A message answered 201 a moment ago may not be written yet; the edit is accepted all
+    // the same and wins whenever it lands.
+    let version =
+        state.numbering.next_version(app, chat, number).await?.ok_or_else(|| unknown_message(chat, number))?;
+    let stored = match state.queue.durability() {
+        Durability::Queued => state.store.message(app, chat, number).await?,
+        Durability::Stored => None,
+    };
     let at = Timestamp::now();
-    let command = Command::EditMessage { app, chat, number, body: body.clone(), at };
+    let command = Command::EditMessage { app, chat, number, body: body.clone(), at, version };
     tokio::spawn({
         let state = state.clone();
         async move { state.queue.submit(Queued::from(command)).await }

@@ -49,13 +49,16 @@ macro_rules! search_contract {
 
 pub const APP: AppId = AppId(1);
 
+static NEXT_POSITION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub fn doc(app: AppId, chat: u64, number: u64, body: &str) -> ChangedMessage {
     ChangedMessage {
         app,
         chat: ChatNumber::new(chat).unwrap(),
         number: MessageNumber::new(number).unwrap(),
-        body: body.to_owned(),
-        version: chatsys_core::Timestamp::now(),
+        body: Some(body.to_owned()),
+        // every change a higher position than the one before, as the store gives them
+        position: chatsys_core::Position(NEXT_POSITION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
         first_write: false,
     }
 }

@@ -2,15 +2,16 @@
 //! read it and many workers write it; every write of the pipeline is idempotent on the
 //! natural keys, so a redelivered batch changes nothing.
 
+mod batch;
 mod write;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatsys_core::ports::{BatchOutcome, ChangedMessage, Reconciled, Store};
+use chatsys_core::ports::{BatchOutcome, ChangedMessage, ChatPosition, ChatSeed, MessageChange, Reconciled, Store};
 use chatsys_core::{
     AppId, AppName, AppToken, Application, Chat, ChatNumber, Error, IdempotencyRecord, Message, MessageNumber,
-    NewApplication, Queued, Result, Timestamp,
+    NewApplication, Position, Queued, Result, Timestamp, Version,
 };
 use chrono::{DateTime, NaiveDateTime};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
@@ -134,6 +135,8 @@ pub(crate) fn stored<T, E: std::error::Error + Send + Sync + 'static>(
 
 const APPLICATION: &str = "SELECT id, token, name, chats_count, created_at, updated_at FROM applications";
 const MESSAGE: &str = "SELECT chat_number, number, body, created_at, updated_at FROM messages";
+/// The body of a message row, `NULL` for a tombstone.
+const BODY_OR_NULL: &str = "IF(deleted, NULL, body)";
 
 #[async_trait]
 impl Store for MySqlStore {
@@ -159,7 +162,7 @@ impl Store for MySqlStore {
             .await
             .map_err(err())?;
         if let Some(record) = idempotency {
-            write::insert_idempotency_records(&mut tx, std::slice::from_ref(record)).await?;
+            batch::insert_idempotency_records(&mut tx, std::slice::from_ref(record)).await?;
         }
         let row = query(sqlx::AssertSqlSafe(format!("{APPLICATION} WHERE token = ?")))
             .bind(new.token.as_str())
@@ -225,7 +228,8 @@ impl Store for MySqlStore {
 
     async fn chat(&self, app: AppId, chat: ChatNumber) -> Result<Option<Chat>> {
         let row: Option<ChatRow> = query_as(
-            "SELECT number, messages_count, created_at, updated_at FROM chats WHERE application_id = ? AND number = ?",
+            "SELECT number, messages_count, created_at, updated_at FROM chats \
+             WHERE application_id = ? AND number = ? AND NOT deleted",
         )
         .bind(app.0)
         .bind(chat.as_i64())
@@ -238,7 +242,7 @@ impl Store for MySqlStore {
     async fn list_chats(&self, app: AppId, after: Option<ChatNumber>, limit: u32) -> Result<Vec<Chat>> {
         let rows: Vec<ChatRow> = query_as(
             "SELECT number, messages_count, created_at, updated_at FROM chats \
-             WHERE application_id = ? AND number > ? ORDER BY number LIMIT ?",
+             WHERE application_id = ? AND number > ? AND NOT deleted ORDER BY number LIMIT ?",
         )
         .bind(app.0)
         .bind(after.map_or(0, ChatNumber::as_i64))
@@ -251,7 +255,7 @@ impl Store for MySqlStore {
 
     async fn message(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<Option<Message>> {
         let row: Option<MessageRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "{MESSAGE} WHERE application_id = ? AND chat_number = ? AND number = ?"
+            "{MESSAGE} WHERE application_id = ? AND chat_number = ? AND number = ? AND NOT deleted"
         )))
         .bind(app.0)
         .bind(chat.as_i64())
@@ -270,7 +274,8 @@ impl Store for MySqlStore {
         limit: u32,
     ) -> Result<Vec<Message>> {
         let rows: Vec<MessageRow> = query_as(sqlx::AssertSqlSafe(format!(
-            "{MESSAGE} WHERE application_id = ? AND chat_number = ? AND number > ? ORDER BY number LIMIT ?"
+            "{MESSAGE} WHERE application_id = ? AND chat_number = ? AND number > ? AND NOT deleted \
+             ORDER BY number LIMIT ?"
         )))
         .bind(app.0)
         .bind(chat.as_i64())
@@ -289,10 +294,10 @@ impl Store for MySqlStore {
         numbers: &[MessageNumber],
     ) -> Result<Vec<Message>> {
         let mut out = Vec::with_capacity(numbers.len());
-        for chunk in write::pieces(numbers) {
+        for chunk in crate::batch::pieces(numbers) {
             let mut qb = QueryBuilder::new(MESSAGE);
             qb.push(" WHERE application_id = ").push_bind(app.0);
-            qb.push(" AND chat_number = ").push_bind(chat.as_i64()).push(" AND number IN (");
+            qb.push(" AND chat_number = ").push_bind(chat.as_i64()).push(" AND NOT deleted AND number IN (");
             let mut list = qb.separated(", ");
             for n in chunk {
                 list.push_bind(n.as_i64());
@@ -309,11 +314,11 @@ impl Store for MySqlStore {
 
     async fn scan_messages(&self, after: Option<&ChangedMessage>, limit: u32) -> Result<Vec<ChangedMessage>> {
         let (app, chat, number) = after.map_or((i64::MIN, 0, 0), |m| (m.app.0, m.chat.as_i64(), m.number.as_i64()));
-        let rows: Vec<(i64, i64, i64, String, NaiveDateTime)> = query_as(
-            "SELECT application_id, chat_number, number, body, updated_at FROM messages \
+        let rows: Vec<(i64, i64, i64, Option<String>, i64)> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT application_id, chat_number, number, {BODY_OR_NULL}, position FROM messages \
              WHERE application_id > ? OR (application_id = ? AND (chat_number > ? OR (chat_number = ? AND number > ?))) \
-             ORDER BY application_id, chat_number, number LIMIT ?",
-        )
+             ORDER BY application_id, chat_number, number LIMIT ?"
+        )))
         .bind(app)
         .bind(app)
         .bind(chat)
@@ -324,13 +329,13 @@ impl Store for MySqlStore {
         .await
         .map_err(store_error("scanning messages"))?;
         rows.into_iter()
-            .map(|(app, chat, number, body, updated_at)| {
+            .map(|(app, chat, number, body, position)| {
                 Ok(ChangedMessage {
                     app: AppId(app),
                     chat: stored(chat, ChatNumber::new)?,
                     number: stored(number, MessageNumber::new)?,
                     body,
-                    version: from_datetime(updated_at),
+                    position: Position(position as u64),
                     first_write: false,
                 })
             })
@@ -370,24 +375,73 @@ impl Store for MySqlStore {
         Ok(n.unwrap_or(0) as u64)
     }
 
-    async fn chat_seed(&self, app: AppId, chat: ChatNumber) -> Result<Option<u64>> {
-        let exists: Option<i64> = query_scalar("SELECT number FROM chats WHERE application_id = ? AND number = ?")
-            .bind(app.0)
-            .bind(chat.as_i64())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error("reading a chat"))?;
-        if exists.is_none() {
+    async fn chat_seed(&self, app: AppId, chat: ChatNumber) -> Result<Option<ChatSeed>> {
+        let live: Option<i64> =
+            query_scalar("SELECT number FROM chats WHERE application_id = ? AND number = ? AND NOT deleted")
+                .bind(app.0)
+                .bind(chat.as_i64())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error("reading a chat"))?;
+        if live.is_none() {
             return Ok(None);
         }
-        let highest: Option<i64> =
-            query_scalar("SELECT MAX(number) FROM messages WHERE application_id = ? AND chat_number = ?")
+        let (number, version): (Option<i64>, Option<i64>) =
+            query_as("SELECT MAX(number), MAX(version) FROM messages WHERE application_id = ? AND chat_number = ?")
                 .bind(app.0)
                 .bind(chat.as_i64())
                 .fetch_one(&self.pool)
                 .await
                 .map_err(store_error("reading the highest message number"))?;
-        Ok(Some(highest.unwrap_or(0) as u64))
+        Ok(Some(ChatSeed {
+            highest_message: number.unwrap_or(0) as u64,
+            highest_version: Version(version.unwrap_or(0) as u64),
+        }))
+    }
+
+    async fn chat_position(&self, app: AppId, chat: ChatNumber) -> Result<Option<ChatPosition>> {
+        let row: Option<(i64, bool)> =
+            query_as("SELECT last_position, deleted FROM chats WHERE application_id = ? AND number = ?")
+                .bind(app.0)
+                .bind(chat.as_i64())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error("reading a chat's position"))?;
+        Ok(row.map(|(position, deleted)| ChatPosition { position: Position(position as u64), deleted }))
+    }
+
+    async fn message_changes(
+        &self,
+        app: AppId,
+        chat: ChatNumber,
+        after: Position,
+        limit: u32,
+    ) -> Result<Vec<MessageChange>> {
+        let rows: Vec<(i64, i64, Option<String>, NaiveDateTime, NaiveDateTime)> =
+            query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT position, number, {BODY_OR_NULL}, created_at, updated_at FROM messages \
+             WHERE application_id = ? AND chat_number = ? AND position > ? ORDER BY position LIMIT ?"
+            )))
+            .bind(app.0)
+            .bind(chat.as_i64())
+            .bind(after.as_i64())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error("reading a chat's changes"))?;
+        rows.into_iter()
+            .map(|(position, number, body, created_at, updated_at)| {
+                let number = stored(number, MessageNumber::new)?;
+                let message = body.map(|body| Message {
+                    chat_number: chat,
+                    number,
+                    body,
+                    created_at: from_datetime(created_at),
+                    updated_at: from_datetime(updated_at),
+                });
+                Ok(MessageChange { position: Position(position as u64), number, message })
+            })
+            .collect()
     }
 
     async fn write_batch(&self, batch: &[Queued]) -> Result<BatchOutcome> {

@@ -1,22 +1,27 @@
 //! SQLite (WAL, `synchronous=FULL`): one writer connection that group-commits batches, and a
 //! pool of readers that never wait for it.
 
+mod batch;
 mod write;
 
 use std::path::Path;
 use std::str::FromStr as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatsys_core::ports::{BatchOutcome, ChangeFeed, ChangedMessage, Reconciled, Store};
-use chatsys_core::{
-    AppId, AppName, AppToken, Application, Chat, ChatNumber, Error, IdempotencyRecord, Message, MessageNumber,
-    NewApplication, Queued, Result, Timestamp,
+use chatsys_core::ports::{
+    BatchOutcome, ChangeFeed, ChangedMessage, ChatPosition, ChatSeed, MessageChange, Reconciled, Store,
 };
+use chatsys_core::{
+    AppId, AppName, AppToken, Application, Chat, ChatNumber, Error, ErrorKind, IdempotencyRecord, Message,
+    MessageNumber, NewApplication, Position, Queued, Result, Timestamp, Version,
+};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row as _, query, query_as, query_scalar};
+use sqlx::{Row as _, Sqlite, query, query_as, query_scalar};
 
 use crate::error::store_error;
 
@@ -28,6 +33,9 @@ pub struct SqliteStore {
     /// The background checkpointer's connection.
     checkpoints: SqlitePool,
     checkpointer: tokio::task::JoinHandle<()>,
+    /// The last write failed for a passing reason (a full disk, an I/O error): readiness
+    /// says so until a write succeeds again.
+    writes_failing: AtomicBool,
 }
 
 const APPLICATION_COLUMNS: &str = "id, token, name, chats_count, created_at, updated_at";
@@ -76,7 +84,54 @@ impl SqliteStore {
             .await
             .map_err(store_error("opening the database"))?;
         let checkpointer = tokio::spawn(checkpoint_periodically(checkpoints.clone()));
-        Ok(Self { writer, readers, checkpoints, checkpointer })
+        Ok(Self { writer, readers, checkpoints, checkpointer, writes_failing: AtomicBool::new(false) })
+    }
+
+    /// The writer connection, for one write.
+    async fn writer(&self) -> Result<PoolConnection<Sqlite>> {
+        self.writer.acquire().await.map_err(store_error("waiting for the writer connection"))
+    }
+
+    /// Hands the writer connection back after a write. After a failed one the connection is
+    /// closed instead (the pool opens a fresh one): SQLite may have rolled the transaction
+    /// back by itself (a full disk does) while the driver still counts it open, and every
+    /// later batch would then "commit" into a savepoint of a transaction that never ends.
+    async fn settle<T>(&self, conn: PoolConnection<Sqlite>, result: &Result<T>) {
+        match result {
+            Ok(_) => {
+                drop(conn);
+                if self.writes_failing.swap(false, Ordering::SeqCst) {
+                    tracing::info!("the store accepts writes again");
+                    metrics::gauge!("chatsys_store_writes_failing").set(0.0);
+                }
+            }
+            Err(e) => {
+                if let Err(close) = conn.close().await {
+                    tracing::warn!(error = %close, "closing the failed writer connection");
+                }
+                if e.kind() == ErrorKind::Unavailable && !self.writes_failing.swap(true, Ordering::SeqCst) {
+                    let cause = std::error::Error::source(e).map(ToString::to_string);
+                    tracing::error!(error = %e, cause, "the store cannot write");
+                    metrics::gauge!("chatsys_store_writes_failing").set(1.0);
+                }
+            }
+        }
+    }
+
+    /// While writes fail, readiness tries one small write, so that it recovers by itself.
+    async fn probe_write(&self) -> Result<()> {
+        let mut conn = self.writer().await?;
+        let result = query(
+            "INSERT INTO store_meta (name, value) VALUES ('probe', ?1) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(Timestamp::now().as_micros())
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(store_error("probing writes"));
+        self.settle(conn, &result).await;
+        result.map_err(|e| Error::unavailable(format!("the store cannot write ({e})")))
     }
 
     /// Checkpoints and closes the pools (on shutdown, after the last batch).
@@ -154,17 +209,21 @@ fn stored_number<T, E: std::error::Error + Send + Sync + 'static>(
     make(n as u64).map_err(|e| Error::internal("stored number is out of range").with_source(e))
 }
 
-/// A stored message as the search index wants it (a stored row may be indexed already).
-fn stored_change(app: i64, chat: i64, number: i64, body: String, updated_at: i64) -> Result<ChangedMessage> {
+/// A stored message as the search index wants it (a stored row may be indexed already);
+/// a tombstone has no body.
+fn stored_change(app: i64, chat: i64, number: i64, body: Option<String>, position: i64) -> Result<ChangedMessage> {
     Ok(ChangedMessage {
         app: AppId(app),
         chat: stored_number(chat, ChatNumber::new)?,
         number: stored_number(number, MessageNumber::new)?,
         body,
-        version: Timestamp::from_micros(updated_at),
+        position: Position(position as u64),
         first_write: false,
     })
 }
+
+/// The body of a message row, `NULL` for a tombstone.
+const BODY_OR_NULL: &str = "CASE WHEN deleted THEN NULL ELSE body END";
 
 #[async_trait]
 impl ChangeFeed for SqliteStore {
@@ -177,11 +236,11 @@ impl ChangeFeed for SqliteStore {
         let (after_rev, app, chat, number) = after.map_or((rev as i64, i64::MAX, i64::MAX, i64::MAX), |(r, m)| {
             (*r as i64, m.app.0, m.chat.as_i64(), m.number.as_i64())
         });
-        let rows: Vec<(i64, i64, i64, i64, String, i64)> = query_as(
-            "SELECT rev, application_id, chat_number, number, body, updated_at FROM messages \
+        let rows: Vec<(i64, i64, i64, i64, Option<String>, i64)> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT rev, application_id, chat_number, number, {BODY_OR_NULL}, position FROM messages \
              WHERE rev > ?1 AND (rev, application_id, chat_number, number) > (?2, ?3, ?4, ?5) \
-             ORDER BY rev, application_id, chat_number, number LIMIT ?6",
-        )
+             ORDER BY rev, application_id, chat_number, number LIMIT ?6"
+        )))
         .bind(rev as i64)
         .bind(after_rev)
         .bind(app)
@@ -192,8 +251,8 @@ impl ChangeFeed for SqliteStore {
         .await
         .map_err(store_error("reading changed messages"))?;
         rows.into_iter()
-            .map(|(rev, app, chat, number, body, updated_at)| {
-                Ok((rev as u64, stored_change(app, chat, number, body, updated_at)?))
+            .map(|(rev, app, chat, number, body, position)| {
+                Ok((rev as u64, stored_change(app, chat, number, body, position)?))
             })
             .collect()
     }
@@ -203,6 +262,9 @@ impl ChangeFeed for SqliteStore {
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
         query("SELECT 1").execute(&self.readers).await.map_err(store_error("pinging"))?;
+        if self.writes_failing.load(Ordering::SeqCst) {
+            self.probe_write().await?;
+        }
         Ok(())
     }
 
@@ -211,36 +273,26 @@ impl Store for SqliteStore {
         new: &NewApplication,
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<Application> {
-        let mut tx = self.writer.begin().await.map_err(store_error("creating an application"))?;
-        let row = query(
-            "INSERT INTO applications (token, name, chats_count, created_at, updated_at) \
-             VALUES (?1, ?2, 0, ?3, ?3) RETURNING id, token, name, chats_count, created_at, updated_at",
-        )
-        .bind(new.token.as_str())
-        .bind(new.name.as_str())
-        .bind(new.at.as_micros())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(store_error("creating an application"))?;
-        if let Some(record) = idempotency {
-            write::insert_idempotency_records(&mut tx, std::slice::from_ref(record)).await?;
-        }
-        tx.commit().await.map_err(store_error("creating an application"))?;
-        application_from_row(row)
+        let mut conn = self.writer().await?;
+        let result = write::create_application(&mut conn, new, idempotency).await;
+        self.settle(conn, &result).await;
+        application_from_row(result?)
     }
 
     async fn rename_application(&self, token: &AppToken, name: &AppName, at: Timestamp) -> Result<Option<Application>> {
-        let row = query(
+        let mut conn = self.writer().await?;
+        let result = query(
             "UPDATE applications SET name = ?1, updated_at = max(updated_at, ?2) WHERE token = ?3 \
              RETURNING id, token, name, chats_count, created_at, updated_at",
         )
         .bind(name.as_str())
         .bind(at.as_micros())
         .bind(token.as_str())
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *conn)
         .await
-        .map_err(store_error("renaming an application"))?;
-        row.map(application_from_row).transpose()
+        .map_err(store_error("renaming an application"));
+        self.settle(conn, &result).await;
+        result?.map(application_from_row).transpose()
     }
 
     async fn application(&self, token: &AppToken) -> Result<Option<Application>> {
@@ -272,7 +324,7 @@ impl Store for SqliteStore {
     async fn chat(&self, app: AppId, chat: ChatNumber) -> Result<Option<Chat>> {
         let row = query_as(
             "SELECT number, messages_count, created_at, updated_at FROM chats \
-             WHERE application_id = ?1 AND number = ?2",
+             WHERE application_id = ?1 AND number = ?2 AND NOT deleted",
         )
         .bind(app.0)
         .bind(chat.as_i64())
@@ -285,7 +337,7 @@ impl Store for SqliteStore {
     async fn list_chats(&self, app: AppId, after: Option<ChatNumber>, limit: u32) -> Result<Vec<Chat>> {
         let rows = query_as(
             "SELECT number, messages_count, created_at, updated_at FROM chats \
-             WHERE application_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3",
+             WHERE application_id = ?1 AND number > ?2 AND NOT deleted ORDER BY number LIMIT ?3",
         )
         .bind(app.0)
         .bind(after.map_or(0, ChatNumber::as_i64))
@@ -299,7 +351,7 @@ impl Store for SqliteStore {
     async fn message(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<Option<Message>> {
         let row: Option<MessageRow> = query_as(
             "SELECT chat_number, number, body, created_at, updated_at FROM messages \
-             WHERE application_id = ?1 AND chat_number = ?2 AND number = ?3",
+             WHERE application_id = ?1 AND chat_number = ?2 AND number = ?3 AND NOT deleted",
         )
         .bind(app.0)
         .bind(chat.as_i64())
@@ -319,7 +371,8 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Message>> {
         let rows: Vec<MessageRow> = query_as(
             "SELECT chat_number, number, body, created_at, updated_at FROM messages \
-             WHERE application_id = ?1 AND chat_number = ?2 AND number > ?3 ORDER BY number LIMIT ?4",
+             WHERE application_id = ?1 AND chat_number = ?2 AND number > ?3 AND NOT deleted \
+             ORDER BY number LIMIT ?4",
         )
         .bind(app.0)
         .bind(chat.as_i64())
@@ -342,7 +395,8 @@ impl Store for SqliteStore {
             let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "SELECT chat_number, number, body, created_at, updated_at FROM messages WHERE application_id = ",
             );
-            qb.push_bind(app.0).push(" AND chat_number = ").push_bind(chat.as_i64()).push(" AND number IN (");
+            qb.push_bind(app.0).push(" AND chat_number = ").push_bind(chat.as_i64());
+            qb.push(" AND NOT deleted AND number IN (");
             let mut list = qb.separated(", ");
             for n in chunk {
                 list.push_bind(n.as_i64());
@@ -359,11 +413,11 @@ impl Store for SqliteStore {
 
     async fn scan_messages(&self, after: Option<&ChangedMessage>, limit: u32) -> Result<Vec<ChangedMessage>> {
         let (app, chat, number) = after.map_or((i64::MIN, 0, 0), |m| (m.app.0, m.chat.as_i64(), m.number.as_i64()));
-        let rows: Vec<(i64, i64, i64, String, i64)> = query_as(
-            "SELECT application_id, chat_number, number, body, updated_at FROM messages \
+        let rows: Vec<(i64, i64, i64, Option<String>, i64)> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT application_id, chat_number, number, {BODY_OR_NULL}, position FROM messages \
              WHERE (application_id, chat_number, number) > (?1, ?2, ?3) \
-             ORDER BY application_id, chat_number, number LIMIT ?4",
-        )
+             ORDER BY application_id, chat_number, number LIMIT ?4"
+        )))
         .bind(app)
         .bind(chat)
         .bind(number)
@@ -372,7 +426,7 @@ impl Store for SqliteStore {
         .await
         .map_err(store_error("scanning messages"))?;
         rows.into_iter()
-            .map(|(app, chat, number, body, updated_at)| stored_change(app, chat, number, body, updated_at))
+            .map(|(app, chat, number, body, position)| stored_change(app, chat, number, body, position))
             .collect()
     }
 
@@ -408,25 +462,78 @@ impl Store for SqliteStore {
         Ok(n.unwrap_or(0) as u64)
     }
 
-    async fn chat_seed(&self, app: AppId, chat: ChatNumber) -> Result<Option<u64>> {
-        let seed: Option<i64> = query_scalar(
-            "SELECT (SELECT coalesce(max(number), 0) FROM messages m \
-                     WHERE m.application_id = c.application_id AND m.chat_number = c.number) \
-             FROM chats c WHERE c.application_id = ?1 AND c.number = ?2",
+    async fn chat_seed(&self, app: AppId, chat: ChatNumber) -> Result<Option<ChatSeed>> {
+        let seed: Option<(i64, i64)> = query_as(
+            "SELECT coalesce(max(m.number), 0), coalesce(max(m.version), 0) \
+             FROM chats c LEFT JOIN messages m ON m.application_id = c.application_id AND m.chat_number = c.number \
+             WHERE c.application_id = ?1 AND c.number = ?2 AND NOT c.deleted GROUP BY c.number",
         )
         .bind(app.0)
         .bind(chat.as_i64())
         .fetch_optional(&self.readers)
         .await
         .map_err(store_error("reading the highest message number"))?;
-        Ok(seed.map(|n| n as u64))
+        Ok(seed.map(|(number, version)| ChatSeed {
+            highest_message: number as u64,
+            highest_version: Version(version as u64),
+        }))
+    }
+
+    async fn chat_position(&self, app: AppId, chat: ChatNumber) -> Result<Option<ChatPosition>> {
+        let row: Option<(i64, bool)> =
+            query_as("SELECT last_position, deleted FROM chats WHERE application_id = ?1 AND number = ?2")
+                .bind(app.0)
+                .bind(chat.as_i64())
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(store_error("reading a chat's position"))?;
+        Ok(row.map(|(position, deleted)| ChatPosition { position: Position(position as u64), deleted }))
+    }
+
+    async fn message_changes(
+        &self,
+        app: AppId,
+        chat: ChatNumber,
+        after: Position,
+        limit: u32,
+    ) -> Result<Vec<MessageChange>> {
+        let rows: Vec<(i64, i64, Option<String>, i64, i64)> = query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT position, number, {BODY_OR_NULL}, created_at, updated_at FROM messages \
+             WHERE application_id = ?1 AND chat_number = ?2 AND position > ?3 ORDER BY position LIMIT ?4"
+        )))
+        .bind(app.0)
+        .bind(chat.as_i64())
+        .bind(after.as_i64())
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(store_error("reading a chat's changes"))?;
+        rows.into_iter()
+            .map(|(position, number, body, created_at, updated_at)| {
+                let number = stored_number(number, MessageNumber::new)?;
+                let message = body.map(|body| Message {
+                    chat_number: chat,
+                    number,
+                    body,
+                    created_at: Timestamp::from_micros(created_at),
+                    updated_at: Timestamp::from_micros(updated_at),
+                });
+                Ok(MessageChange { position: Position(position as u64), number, message })
+            })
+            .collect()
     }
 
     async fn write_batch(&self, batch: &[Queued]) -> Result<BatchOutcome> {
-        write::write_batch(&self.writer, batch).await
+        let mut conn = self.writer().await?;
+        let result = write::write_batch(&mut conn, batch).await;
+        self.settle(conn, &result).await;
+        result
     }
 
     async fn reconcile(&self) -> Result<Reconciled> {
-        write::reconcile(&self.writer).await
+        let mut conn = self.writer().await?;
+        let result = write::reconcile(&mut conn).await;
+        self.settle(conn, &result).await;
+        result
     }
 }
