@@ -71,7 +71,14 @@ async fn a_create_that_cannot_be_made_durable_answers_503_and_its_chat_never_exi
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
     let (queue, source) = in_process::channel(100, Duration::from_secs(1));
-    tokio::spawn(Consumer::new(Box::new(source), store.clone(), BatchConfig::default()).run());
+    tokio::spawn(
+        Consumer::new(
+            Box::new(source),
+            store.clone(),
+            BatchConfig { max_commands: 1000, linger: std::time::Duration::from_micros(500) },
+        )
+        .run(),
+    );
     let outage = Arc::new(Outage { inner: queue, failures: AtomicUsize::new(0) });
     let app = router(AppState::new(Services {
         store: store.clone(),

@@ -82,8 +82,8 @@ pub struct Config {
     #[arg(long, env = "CHATSYS_SEARCH_COMMIT_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration, global = true)]
     pub search_commit_interval: Duration,
 
-    /// Distributed mode: how long a create or edit may wait for the broker's confirm before it
-    /// answers 503 (e.g. `10s`)
+    /// How long a create, edit or delete may take to become durable before it answers 503,
+    /// and the bound of every call to the database (e.g. `10s`)
     #[arg(long, env = "CHATSYS_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub write_timeout: Duration,
 
@@ -106,6 +106,12 @@ pub enum Mode {
 }
 
 impl Config {
+    /// How commands are gathered: into one transaction (the writer) or one message (the
+    /// RabbitMQ publisher).
+    pub fn batches(&self) -> chatsys_worker::BatchConfig {
+        chatsys_worker::BatchConfig { max_commands: self.batch_max as usize, linger: self.batch_linger }
+    }
+
     /// Embedded with none of the database, Redis and AMQP URLs; distributed with all three;
     /// anything in between is an error that names what is missing.
     pub fn mode(&self) -> Result<Mode, String> {

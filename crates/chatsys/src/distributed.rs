@@ -8,8 +8,8 @@ use chatsys_core::ports::{SearchIndex, Store};
 use chatsys_counters::{RedisIdempotencyKeys, RedisNumbering, RedisNumberingConfig};
 use chatsys_queue::rabbitmq::{RabbitConfig, RabbitQueue, RabbitSource};
 use chatsys_search::{ElasticConfig, ElasticIndex};
-use chatsys_store::MySqlStore;
-use chatsys_worker::{BatchConfig, Consumer, Patience, reconcile};
+use chatsys_store::{Deadline, MySqlStore};
+use chatsys_worker::{Consumer, Patience, reconcile};
 
 use crate::config::Config;
 use crate::wiring::{serve_http, shutdown_signal};
@@ -26,10 +26,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<MySqlStore>> {
 }
 
 fn rabbit(config: &Config) -> anyhow::Result<RabbitConfig> {
-    let mut rabbit = RabbitConfig::new(url(&config.amqp_url, "CHATSYS_AMQP_URL")?);
-    rabbit.queue = config.amqp_queue.clone();
-    rabbit.confirm_timeout = config.write_timeout;
-    Ok(rabbit)
+    Ok(RabbitConfig {
+        url: url(&config.amqp_url, "CHATSYS_AMQP_URL")?,
+        queue: config.amqp_queue.clone(),
+        batch: config.batches(),
+        confirm_timeout: config.write_timeout,
+    })
 }
 
 /// Elasticsearch, when configured: the index behind its alias is created if absent.
@@ -53,8 +55,14 @@ pub async fn reindex(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The store as the pipeline and the handlers use it: every call bounded in time.
+fn bounded(store: &Arc<MySqlStore>, config: &Config) -> Arc<dyn Store> {
+    Arc::new(Deadline::new(store.clone(), config.write_timeout))
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let store = open_store(&config).await?;
+    let mysql = open_store(&config).await?;
+    let store = bounded(&mysql, &config);
     let queue =
         Arc::new(RabbitQueue::start(rabbit(&config)?).await.context("connecting to RabbitMQ (CHATSYS_AMQP_URL)")?);
     let redis = chatsys_counters::redis::connect(&url(&config.redis_url, "CHATSYS_REDIS_URL")?)
@@ -82,20 +90,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         body_limit: config.body_limit,
     };
     serve_http(&config, AppState::new(services)).await?;
-    store.close().await;
+    mysql.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
 pub async fn worker(config: Config) -> anyhow::Result<()> {
-    let store = open_store(&config).await?;
-    let batches = BatchConfig { max_commands: config.batch_max as usize, linger: config.batch_linger };
-    let mut consumer = Consumer::new(Box::new(RabbitSource::new(rabbit(&config)?)), store.clone(), batches)
+    let mysql = open_store(&config).await?;
+    let store = bounded(&mysql, &config);
+    let mut consumer = Consumer::new(Box::new(RabbitSource::new(rabbit(&config)?)), store.clone(), config.batches())
         .with_patience(Patience::UntilAvailable);
     if let Some(search) = open_search(&config).await? {
         consumer = consumer.with_search(search);
     }
-    let reconciler = tokio::spawn(reconcile::run(store.clone() as Arc<dyn Store>, config.reconcile_interval));
+    let reconciler = tokio::spawn(reconcile::run(mysql.clone() as Arc<dyn Store>, config.reconcile_interval));
     if let Some(listen) = &config.ops_listen {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -109,7 +117,7 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
     }
     // a batch cut short is rolled back and its deliveries come again: nothing is lost
     reconciler.abort();
-    store.close().await;
+    mysql.close().await;
     tracing::info!("stopped");
     Ok(())
 }

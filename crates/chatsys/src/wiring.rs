@@ -11,7 +11,7 @@ use chatsys_counters::{InProcessNumbering, LocalIdempotencyKeys};
 use chatsys_queue::in_process;
 use chatsys_search::{TantivyConfig, TantivyIndex};
 use chatsys_store::SqliteStore;
-use chatsys_worker::{BatchConfig, Consumer, reconcile};
+use chatsys_worker::{Consumer, reconcile};
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Mode};
@@ -83,7 +83,7 @@ fn search_dir(config: &Config) -> std::path::PathBuf {
 }
 
 async fn open_embedded_index(config: &Config, store: &Arc<SqliteStore>) -> anyhow::Result<Arc<TantivyIndex>> {
-    let search = TantivyConfig { commit_interval: config.search_commit_interval, ..TantivyConfig::default() };
+    let search = TantivyConfig::new(config.search_commit_interval);
     let index = TantivyIndex::open(search_dir(config), store.clone(), search)
         .await
         .with_context(|| format!("opening the search index in {}", search_dir(config).display()))?;
@@ -95,8 +95,7 @@ async fn serve_embedded(config: Config) -> anyhow::Result<()> {
     let index = open_embedded_index(&config, &store).await?;
     tracing::info!(data_dir = %config.data_dir.display(), "embedded mode: sqlite store, tantivy search, in-process numbering and queue");
     let (queue, source) = in_process::channel(config.queue_capacity as usize, ENQUEUE_TIMEOUT);
-    let batches = BatchConfig { max_commands: config.batch_max as usize, linger: config.batch_linger };
-    let consumer = Consumer::new(Box::new(source), store.clone(), batches).with_search(index.clone());
+    let consumer = Consumer::new(Box::new(source), store.clone(), config.batches()).with_search(index.clone());
     let writer = tokio::spawn(consumer.run());
     let reconciler = tokio::spawn(reconcile::run(store.clone(), config.reconcile_interval));
 

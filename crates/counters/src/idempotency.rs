@@ -88,33 +88,39 @@ impl IdempotencyKeys for RedisIdempotencyKeys {
         use redis::AsyncCommands as _;
         let name = self.key(scope, key);
         let mut redis = self.redis.clone();
-        let seen: Option<String> = redis.get(&name).await.map_err(crate::redis::redis_error)?;
-        match seen.as_deref() {
-            Some(IN_FLIGHT) => return Ok(Claim::InFlight),
-            Some(json) => {
-                if let Ok(record) = serde_json::from_str::<IdempotencyRecord>(json) {
-                    return Ok(Claim::Done(record));
-                }
+        // a few rounds: another server may claim or answer between our reads
+        for _ in 0..3 {
+            let seen: Option<String> = redis.get(&name).await.map_err(crate::redis::redis_error)?;
+            match seen.as_deref() {
+                Some(IN_FLIGHT) => return Ok(Claim::InFlight),
+                Some(json) => match serde_json::from_str::<IdempotencyRecord>(json) {
+                    Ok(record) => return Ok(Claim::Done(record)),
+                    Err(e) => {
+                        // not ours to read (another version, a manual edit): the store keeps
+                        // the answered record too, so this copy can go
+                        tracing::warn!(error = %e, "unreadable idempotency record in redis: removed");
+                        let _: () = redis.del(&name).await.map_err(crate::redis::redis_error)?;
+                    }
+                },
+                None => {}
             }
-            None => {}
+            if let Some(record) = self.store.idempotency_record(scope, key).await? {
+                return Ok(Claim::Done(record));
+            }
+            let claimed: Option<String> = redis::cmd("SET")
+                .arg(&name)
+                .arg(IN_FLIGHT)
+                .arg("NX")
+                .arg("PX")
+                .arg(CLAIM_MS)
+                .query_async(&mut redis)
+                .await
+                .map_err(crate::redis::redis_error)?;
+            if claimed.is_some() {
+                return Ok(Claim::Claimed);
+            }
         }
-        if let Some(record) = self.store.idempotency_record(scope, key).await? {
-            return Ok(Claim::Done(record));
-        }
-        let claimed: Option<String> = redis::cmd("SET")
-            .arg(&name)
-            .arg(IN_FLIGHT)
-            .arg("NX")
-            .arg("PX")
-            .arg(CLAIM_MS)
-            .query_async(&mut redis)
-            .await
-            .map_err(crate::redis::redis_error)?;
-        if claimed.is_some() {
-            return Ok(Claim::Claimed);
-        }
-        // someone else claimed or answered in between
-        Box::pin(self.claim(scope, key)).await
+        Err(Error::unavailable("this Idempotency-Key is contended; retry shortly"))
     }
 
     async fn complete(&self, record: &IdempotencyRecord) -> Result<()> {

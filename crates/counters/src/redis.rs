@@ -16,20 +16,34 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chatsys_core::ports::{ChatSeed, CreateQueue, Store};
 use chatsys_core::{AppId, ChatNumber, Error, MessageNumber, Result};
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::TcpSettings;
 use redis::{AsyncCommands as _, IntoConnectionInfo as _, Script};
 
 use crate::floor::{ChatOp, Counters, FloorNumbering, Step};
 
-/// Connects with `TCP_NODELAY` (a request-response protocol must not wait for Nagle).
+/// How long Redis may take to answer a command, and to accept a connection: a Redis that
+/// stops answering (a stopped process, a black-holed port) costs a request at most this.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connects with `TCP_NODELAY` (a request-response protocol must not wait for Nagle) and
+/// bounded waits.
 pub async fn connect(url: &str) -> Result<ConnectionManager> {
     let info = url
         .into_connection_info()
         .map_err(|e| Error::invalid("CHATSYS_REDIS_URL is not a valid redis:// URL").with_source(e))?
         .set_tcp_settings(TcpSettings::default().set_nodelay(true));
     let client = redis::Client::open(info).map_err(redis_error)?;
-    client.get_connection_manager().await.map_err(redis_error)
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_number_of_retries(2);
+    let connect = client.get_connection_manager_with_config(config);
+    match tokio::time::timeout(CONNECT_TIMEOUT * 3, connect).await {
+        Ok(manager) => manager.map_err(redis_error),
+        Err(_) => Err(Error::unavailable("redis did not answer in time")),
+    }
 }
 
 pub(crate) fn redis_error(e: redis::RedisError) -> Error {
@@ -42,12 +56,6 @@ pub struct RedisNumberingConfig {
     pub prefix: String,
     /// After a data loss: how long the queue must stay empty before the counters re-seed.
     pub drain_settle: Duration,
-}
-
-impl Default for RedisNumberingConfig {
-    fn default() -> Self {
-        Self { prefix: "chatsys".into(), drain_settle: Duration::from_secs(10) }
-    }
 }
 
 /// The numbering service of distributed mode.

@@ -138,3 +138,15 @@ async fn idempotency_keys_are_claimed_once_and_answer_repeats() {
     keys.release("/other", "k").await;
     assert_eq!(keys.claim("/other", "k").await.unwrap(), Claim::Claimed, "a released key can be tried again");
 }
+
+#[tokio::test]
+async fn an_unreadable_idempotency_record_gives_way_instead_of_looping() {
+    let f = fixture().await;
+    let keys = RedisIdempotencyKeys::new(f.redis.clone(), f.prefix.clone(), f.store.clone());
+    assert_eq!(keys.claim("/s", "k").await.unwrap(), Claim::Claimed);
+    // whatever wrote this, it is not a record: the claim must answer, not recurse forever
+    let names: Vec<String> = f.redis.clone().keys(format!("{}:idem:*", f.prefix)).await.unwrap();
+    let _: () = f.redis.clone().set(&names[0], "{not a record").await.unwrap();
+    let claim = tokio::time::timeout(Duration::from_secs(5), keys.claim("/s", "k")).await.expect("the claim answers");
+    assert_eq!(claim.unwrap(), Claim::Claimed);
+}

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use chatsys_core::ports::{CommandSource, CreateQueue};
+use chatsys_core::ports::{CommandSource, CreateQueue, Refused};
 use chatsys_core::{AppId, ChatNumber, Command, ErrorKind, Queued, Timestamp};
+use chatsys_queue::BatchConfig;
 use chatsys_queue::rabbitmq::{RabbitConfig, RabbitQueue, RabbitSource};
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
@@ -15,9 +16,12 @@ fn amqp_url() -> String {
 }
 
 fn config() -> RabbitConfig {
-    let mut config = RabbitConfig::new(amqp_url());
-    config.queue = format!("chatsys.test.{:016x}", rand::rng().random::<u64>());
-    config
+    RabbitConfig {
+        url: amqp_url(),
+        queue: format!("chatsys.test.{:016x}", rand::rng().random::<u64>()),
+        batch: BatchConfig { max_commands: 500, linger: Duration::from_micros(500) },
+        confirm_timeout: Duration::from_secs(10),
+    }
 }
 
 fn chat(n: u64) -> Queued {
@@ -79,10 +83,11 @@ async fn confirmed_creates_reach_a_worker_coalesced_into_few_messages() {
 }
 
 #[tokio::test]
-async fn a_passing_failure_returns_the_delivery_and_a_refusal_dead_letters_it() {
+async fn a_passing_failure_returns_the_delivery_and_a_refused_command_is_set_aside_alone() {
     let config = config();
     let queue = RabbitQueue::start(config.clone()).await.unwrap();
-    queue.submit(chat(7)).await.unwrap();
+    let seven = chat(7);
+    queue.submit(seven.clone()).await.unwrap();
     let mut source = RabbitSource::new(config.clone());
     // passing trouble, many times: the command comes back every time
     for attempt in 1..=8 {
@@ -90,17 +95,39 @@ async fn a_passing_failure_returns_the_delivery_and_a_refusal_dead_letters_it() 
         assert_eq!(delivery.commands[0].command.chat().get(), 7, "attempt {attempt} gets the same command");
         delivery.receipt.fail(&chatsys_core::Error::unavailable("store down")).await;
     }
-    // refused for good: dead-lettered at once
+    // one command of a delivery refused for good: it alone goes to <queue>.dead, with why
     let delivery = tokio::time::timeout(Duration::from_secs(10), source.next()).await.unwrap().unwrap();
-    delivery.receipt.fail(&chatsys_core::Error::internal("poison")).await;
+    let refused = Refused { command: delivery.commands[0].clone(), reason: "refused by a test trigger".into() };
+    delivery.receipt.set_aside(vec![refused]).await;
+    let dead = format!("{}.dead", config.queue);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while messages_in(&format!("{}.dead", config.queue)).await == 0 {
+    while messages_in(&dead).await == 0 {
         assert!(tokio::time::Instant::now() < deadline, "never dead-lettered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(messages_in(&config.queue).await, 0);
+    let (commands, reason) = dead_letter(&dead).await;
+    assert_eq!(commands, [seven.command], "the refused command, alone");
+    assert_eq!(reason.as_deref(), Some("refused by a test trigger"));
+    assert_eq!(messages_in(&config.queue).await, 0, "the delivery itself is acknowledged");
     assert!(tokio::time::timeout(Duration::from_millis(500), source.next()).await.is_err(), "not delivered again");
     delete(&config).await;
+}
+
+/// The first dead letter: its commands and its `x-chatsys-reason` header.
+async fn dead_letter(queue: &str) -> (Vec<Command>, Option<String>) {
+    let connection = lapin::Connection::connect(&amqp_url(), Default::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let message = channel
+        .basic_get(queue.into(), lapin::options::BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("a dead letter");
+    let commands: Vec<Queued> = serde_json::from_slice(&message.data).unwrap();
+    let reason = message.properties.headers().as_ref().and_then(|h| match h.inner().get("x-chatsys-reason") {
+        Some(lapin::types::AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        _ => None,
+    });
+    (commands.into_iter().map(|q| q.command).collect(), reason)
 }
 
 #[tokio::test]

@@ -32,9 +32,12 @@ pub struct TantivyConfig {
     pub memory_budget: usize,
 }
 
-impl Default for TantivyConfig {
-    fn default() -> Self {
-        Self { commit_interval: Duration::from_millis(500), memory_budget: 15_000_000 }
+impl TantivyConfig {
+    /// The indexer's memory before it writes a segment, unless told otherwise.
+    pub const MEMORY_BUDGET: usize = 15_000_000;
+
+    pub fn new(commit_interval: Duration) -> Self {
+        Self { commit_interval, memory_budget: Self::MEMORY_BUDGET }
     }
 }
 
@@ -135,21 +138,7 @@ impl TantivyIndex {
         let mut writer: IndexWriter = index
             .writer_with_num_threads(1, config.memory_budget)
             .map_err(index_error("opening the writer (is another chatsys using this data directory?)"))?;
-        let mut last: Option<(u64, ChangedMessage)> = None;
-        let mut caught_up = 0usize;
-        loop {
-            let page = feed.changes_since(covered, last.as_ref(), CATCH_UP_PAGE).await?;
-            let Some(end) = page.last().cloned() else { break };
-            for (_, change) in &page {
-                write_doc(&writer, fields, change)?;
-            }
-            caught_up += page.len();
-            last = Some(end);
-        }
-        if let Some((rev, _)) = &last {
-            commit(&mut writer, *rev)?;
-            tracing::info!(messages = caught_up, rev, "search index caught up with the store");
-        }
+        let rev = catch_up(&mut writer, fields, feed.as_ref(), covered).await?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -159,10 +148,25 @@ impl TantivyIndex {
         let healthy = Arc::new(AtomicBool::new(true));
         let thread = {
             let (reader, healthy) = (reader.clone(), healthy.clone());
-            let rev = last.map_or(covered, |(rev, _)| rev);
+            let runtime = tokio::runtime::Handle::current();
             std::thread::Builder::new()
                 .name("search-indexer".into())
-                .spawn(move || run_indexer(writer, reader, fields, receiver, config, rev, &healthy))
+                .spawn(move || {
+                    let ix = Indexer {
+                        writer,
+                        reader,
+                        fields,
+                        feed,
+                        runtime,
+                        committed: rev,
+                        rev,
+                        dirty: false,
+                        last_commit: Instant::now(),
+                        failing: None,
+                        healthy: &healthy,
+                    };
+                    ix.run(receiver, config)
+                })
                 .map_err(|e| Error::internal("cannot start the indexer thread").with_source(e))?
         };
         Ok(Self { reader, fields, jobs: Mutex::new(Some(jobs)), healthy, indexer: Mutex::new(Some(thread)) })
@@ -225,81 +229,168 @@ fn commit(writer: &mut IndexWriter, rev: u64) -> Result<()> {
     Ok(())
 }
 
-/// The indexer thread's state: everything added since the last commit is `dirty`.
+/// Indexes every change the store made after batch `since` and commits; the batch the
+/// index covers now.
+async fn catch_up(writer: &mut IndexWriter, fields: Fields, feed: &dyn ChangeFeed, since: u64) -> Result<u64> {
+    let mut last: Option<(u64, ChangedMessage)> = None;
+    let mut caught_up = 0usize;
+    loop {
+        let page = feed.changes_since(since, last.as_ref(), CATCH_UP_PAGE).await?;
+        let Some(end) = page.last().cloned() else { break };
+        for (_, change) in &page {
+            write_doc(writer, fields, change)?;
+        }
+        caught_up += page.len();
+        last = Some(end);
+    }
+    let Some((rev, _)) = last else { return Ok(since) };
+    commit(writer, rev)?;
+    tracing::info!(messages = caught_up, rev, "search index caught up with the store");
+    Ok(rev)
+}
+
+/// Retrying a failed commit: when to try next, and how long to wait after that.
+struct Backoff {
+    next_try: Instant,
+    delay: Duration,
+    failures: u32,
+    last_logged: Instant,
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LONGEST_RETRY: Duration = Duration::from_secs(30);
+/// While failing, one log line per this long at most.
+const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// The indexer thread's state: everything added since the last commit is `dirty`. When a
+/// write or a commit fails (a full disk), what the writer holds is rolled back and dropped;
+/// the thread then retries with a growing delay, re-reading from the store every change
+/// after the last commit, and ignores new documents meanwhile (the store has them too).
 struct Indexer<'a> {
     writer: IndexWriter,
     reader: IndexReader,
     fields: Fields,
+    feed: Arc<dyn ChangeFeed>,
+    runtime: tokio::runtime::Handle,
+    /// The store batch the last successful commit covers.
+    committed: u64,
+    /// The newest store batch handed to the indexer.
     rev: u64,
     dirty: bool,
     last_commit: Instant,
+    failing: Option<Backoff>,
     healthy: &'a AtomicBool,
 }
 
 impl Indexer<'_> {
+    fn run(mut self, jobs: Receiver<Job>, config: TantivyConfig) {
+        loop {
+            let wait = match &self.failing {
+                Some(backoff) => backoff.next_try.saturating_duration_since(Instant::now()),
+                None if self.dirty => {
+                    (self.last_commit + config.commit_interval).saturating_duration_since(Instant::now())
+                }
+                None => Duration::from_secs(3600),
+            };
+            match jobs.recv_timeout(wait) {
+                Ok(Job::Index { docs, rev }) => {
+                    self.rev = self.rev.max(rev);
+                    if self.failing.is_none() {
+                        let added = docs.iter().try_for_each(|d| write_doc(&self.writer, self.fields, d));
+                        self.dirty = true;
+                        if let Err(e) = added {
+                            self.fail(e);
+                        }
+                    }
+                }
+                Ok(Job::Flush(done)) => {
+                    let result = match self.failing {
+                        Some(_) => Err(Error::unavailable("the search index cannot commit (see the log)")),
+                        None => self.commit(),
+                    };
+                    let _ = done.send(result);
+                    continue;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    if self.failing.is_none()
+                        && self.dirty
+                        && let Err(e) = self.commit()
+                    {
+                        self.fail(e);
+                    }
+                    break;
+                }
+            }
+            match &self.failing {
+                Some(backoff) if Instant::now() >= backoff.next_try => self.recover(),
+                None if self.dirty && self.last_commit.elapsed() >= config.commit_interval => {
+                    if let Err(e) = self.commit() {
+                        self.fail(e);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Err(e) = self.writer.wait_merging_threads() {
+            tracing::warn!(error = %e, "search index merges did not finish");
+        }
+    }
+
     fn commit(&mut self) -> Result<()> {
         commit(&mut self.writer, self.rev)?;
+        self.committed = self.rev;
         self.reader.reload().map_err(index_error("reloading the reader"))?;
         self.last_commit = Instant::now();
         self.dirty = false;
         Ok(())
     }
 
-    fn report(&self, result: Result<()>) {
-        match result {
-            Ok(()) => self.healthy.store(true, Ordering::Relaxed),
-            Err(e) => {
-                let cause = std::error::Error::source(&e).map(ToString::to_string);
-                tracing::error!(error = %e, cause, "search indexing failed");
-                self.healthy.store(false, Ordering::Relaxed);
-            }
+    /// Drops what the writer holds and starts retrying (or goes on retrying, later).
+    fn fail(&mut self, e: Error) {
+        if let Err(rollback) = self.writer.rollback() {
+            tracing::warn!(error = %rollback, "search index rollback failed");
+        }
+        self.dirty = false;
+        self.healthy.store(false, Ordering::Relaxed);
+        metrics::gauge!("chatsys_search_index_failing").set(1.0);
+        let now = Instant::now();
+        let backoff = self.failing.get_or_insert(Backoff {
+            next_try: now,
+            delay: FIRST_RETRY,
+            failures: 0,
+            last_logged: now - LOG_EVERY,
+        });
+        backoff.failures += 1;
+        backoff.next_try = now + backoff.delay;
+        backoff.delay = (backoff.delay * 2).min(LONGEST_RETRY);
+        if now.duration_since(backoff.last_logged) >= LOG_EVERY {
+            backoff.last_logged = now;
+            let cause = std::error::Error::source(&e).map(ToString::to_string);
+            tracing::error!(error = %e, cause, failures = backoff.failures, retry_in_ms = backoff.delay.as_millis() as u64,
+                "search indexing failed; new messages are searchable again once it recovers");
         }
     }
-}
 
-fn run_indexer(
-    writer: IndexWriter,
-    reader: IndexReader,
-    fields: Fields,
-    jobs: Receiver<Job>,
-    config: TantivyConfig,
-    rev: u64,
-    healthy: &AtomicBool,
-) {
-    let mut ix = Indexer { writer, reader, fields, rev, dirty: false, last_commit: Instant::now(), healthy };
-    loop {
-        let wait = if ix.dirty {
-            (ix.last_commit + config.commit_interval).saturating_duration_since(Instant::now())
-        } else {
-            Duration::from_secs(3600)
-        };
-        match jobs.recv_timeout(wait) {
-            Ok(Job::Index { docs, rev }) => {
-                let added = docs.iter().try_for_each(|d| write_doc(&ix.writer, ix.fields, d));
-                ix.report(added);
-                ix.rev = ix.rev.max(rev);
-                ix.dirty = true;
+    /// Re-reads from the store every change after the last commit, and commits.
+    fn recover(&mut self) {
+        let (feed, fields, since) = (self.feed.clone(), self.fields, self.committed);
+        let caught_up = self.runtime.block_on(catch_up(&mut self.writer, fields, feed.as_ref(), since));
+        match caught_up.and_then(|rev| {
+            self.committed = rev;
+            self.rev = self.rev.max(rev);
+            self.reader.reload().map_err(index_error("reloading the reader"))
+        }) {
+            Ok(()) => {
+                let failures = self.failing.take().map_or(0, |b| b.failures);
+                tracing::info!(failures, rev = self.committed, "search indexing recovered");
+                self.healthy.store(true, Ordering::Relaxed);
+                metrics::gauge!("chatsys_search_index_failing").set(0.0);
+                self.last_commit = Instant::now();
+                self.dirty = false;
             }
-            Ok(Job::Flush(done)) => {
-                let _ = done.send(ix.commit());
-                continue;
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                if ix.dirty {
-                    let result = ix.commit();
-                    ix.report(result);
-                }
-                break;
-            }
+            Err(e) => self.fail(e),
         }
-        if ix.dirty && ix.last_commit.elapsed() >= config.commit_interval {
-            let result = ix.commit();
-            ix.report(result);
-        }
-    }
-    if let Err(e) = ix.writer.wait_merging_threads() {
-        tracing::warn!(error = %e, "search index merges did not finish");
     }
 }
 

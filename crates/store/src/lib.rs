@@ -3,9 +3,11 @@
 //! their own primitives; each backend keeps its own migrations under `migrations/<backend>/`.
 
 mod batch;
+pub mod deadline;
 mod error;
 pub mod mysql;
 pub mod sqlite;
 
+pub use deadline::Deadline;
 pub use mysql::MySqlStore;
 pub use sqlite::SqliteStore;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chatsys_core::ports::{BatchOutcome, ChangedMessage, CommandSource, Delivery, Refused, SearchIndex, Store};
 use chatsys_core::{Error, ErrorKind, Queued, Result};
 
-use crate::batcher::{BatchConfig, next_batch};
+use chatsys_queue::batcher::{BatchConfig, Deliveries, next_batch};
 
 pub struct Consumer {
     source: Box<dyn CommandSource>,
@@ -76,7 +76,9 @@ impl Consumer {
     }
 
     pub async fn process_next_batch(&mut self) -> Outcome {
-        let Some(batch) = next_batch(self.source.as_mut(), self.config).await else { return Outcome::Closed };
+        let Some(batch) = next_batch(&mut Deliveries(self.source.as_mut()), self.config).await else {
+            return Outcome::Closed;
+        };
         let commands: Vec<Queued> = batch.iter().flat_map(|d| d.commands.iter().cloned()).collect();
         let started = std::time::Instant::now();
         match write(self.store.as_ref(), &commands, self.patience, DETERMINISTIC_ATTEMPTS).await {

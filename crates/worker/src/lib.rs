@@ -1,10 +1,9 @@
 //! The create pipeline's consumer, shared by both run modes: take deliveries in batches
-//! ([`batcher`]), write each batch in one transaction ([`consumer`]), acknowledge, and keep
+//! ([`chatsys_queue::batcher`]), write each batch in one transaction ([`consumer`]), acknowledge, and keep
 //! the counts honest ([`reconcile`]).
 
-pub mod batcher;
 pub mod consumer;
 pub mod reconcile;
 
-pub use batcher::BatchConfig;
+pub use chatsys_queue::batcher::BatchConfig;
 pub use consumer::{Consumer, Outcome, Patience};
