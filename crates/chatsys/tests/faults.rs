@@ -58,7 +58,7 @@ fn seeds(chats: &[u64]) -> Vec<(u64, u64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_mid_batch_loses_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(1, 2, false);
+    let Some(mut cluster) = Cluster::start(1, 2, false).await else { return };
     let (_, token, chats) = setup(&cluster).await;
     let load = Load::start(&cluster.base, &token, &chats, 32);
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -75,7 +75,7 @@ async fn a_worker_killed_mid_batch_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_api_server_killed_under_load_loses_nothing_it_acknowledged() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(2, 1, true);
+    let Some(mut cluster) = Cluster::start(2, 1, true).await else { return };
     let (_, token, chats) = setup(&cluster).await;
     let load = Load::start(&cluster.base, &token, &chats, 32);
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -90,7 +90,7 @@ async fn an_api_server_killed_under_load_loses_nothing_it_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rabbitmq_restart_refuses_creates_but_never_loses_an_acknowledged_one() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let cluster = Cluster::start(1, 1, false);
+    let Some(cluster) = Cluster::start(1, 1, false).await else { return };
     let (_, token, chats) = setup(&cluster).await;
     let load = Load::start(&cluster.base, &token, &chats, 32);
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -109,7 +109,7 @@ async fn a_rabbitmq_restart_refuses_creates_but_never_loses_an_acknowledged_one(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mariadb_restart_holds_the_queue_and_the_workers_catch_up() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let cluster = Cluster::start(1, 1, false);
+    let Some(cluster) = Cluster::start(1, 1, false).await else { return };
     let (_, token, chats) = setup(&cluster).await;
     let load = Load::start(&cluster.base, &token, &chats, 32);
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -133,7 +133,7 @@ async fn a_mariadb_restart_holds_the_queue_and_the_workers_catch_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_flush_never_hands_out_a_number_twice() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let cluster = Cluster::start(2, 1, true);
+    let Some(cluster) = Cluster::start(2, 1, true).await else { return };
     let (_, token, chats) = setup(&cluster).await;
     let load = Load::start(&cluster.base, &token, &chats, 32);
     tokio::time::sleep(Duration::from_millis(1000)).await;

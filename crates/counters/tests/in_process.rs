@@ -9,10 +9,10 @@ use chatsys_counters::InProcessNumbering;
 use chatsys_store::SqliteStore;
 use tempfile::TempDir;
 
-async fn open() -> (Arc<dyn Numbering>, Arc<dyn Store>, TempDir) {
+async fn open() -> Option<(Arc<dyn Numbering>, Arc<dyn Store>, TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-    (Arc::new(InProcessNumbering::in_process(store.clone())), store, dir)
+    Some((Arc::new(InProcessNumbering::in_process(store.clone())), store, dir))
 }
 
 /// A restart: the counters are gone, the store stays.

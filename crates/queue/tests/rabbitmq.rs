@@ -1,5 +1,6 @@
 //! The RabbitMQ queue against the real broker on this machine (`CHATSYS_TEST_AMQP_URL`,
-//! default `amqp://guest:guest@127.0.0.1:5672/%2f`), each test on queues of its own.
+//! default `amqp://guest:guest@127.0.0.1:5672/%2f`; skipped with a line when it does not
+//! answer), each test on queues of its own.
 
 use std::time::Duration;
 
@@ -7,50 +8,32 @@ use chatsys_core::ports::{CommandSource, CreateQueue, Refused};
 use chatsys_core::{AppId, ChatNumber, Command, ErrorKind, Queued, Timestamp};
 use chatsys_queue::BatchConfig;
 use chatsys_queue::rabbitmq::{RabbitConfig, RabbitQueue, RabbitSource};
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::FieldTable;
-use rand::Rng as _;
 
-fn amqp_url() -> String {
-    std::env::var("CHATSYS_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn config() -> RabbitConfig {
-    RabbitConfig {
-        url: amqp_url(),
-        queue: format!("chatsys.test.{:016x}", rand::rng().random::<u64>()),
+/// A configuration on queues of the test's own; `None` when the broker does not answer.
+fn config() -> Option<RabbitConfig> {
+    Some(RabbitConfig {
+        url: chatsys_testkit::service(chatsys_testkit::Service::RabbitMq)?,
+        queue: chatsys_testkit::unique_name("chatsys.test"),
         batch: BatchConfig { max_commands: 500, linger: Duration::from_micros(500) },
         confirm_timeout: Duration::from_secs(10),
-    }
+    })
 }
 
 fn chat(n: u64) -> Queued {
     Command::CreateChat { app: AppId(1), chat: ChatNumber::new(n).unwrap(), at: Timestamp::now() }.into()
 }
 
-/// Messages waiting in a queue, and the queues removed afterwards.
 async fn messages_in(queue: &str) -> u32 {
-    let connection = lapin::Connection::connect(&amqp_url(), Default::default()).await.unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let declared = channel
-        .queue_declare(queue.into(), QueueDeclareOptions::durable().passive(), FieldTable::default())
-        .await
-        .unwrap();
-    declared.message_count()
+    chatsys_testkit::rabbitmq::messages_in(queue).await
 }
 
 async fn delete(config: &RabbitConfig) {
-    let connection = lapin::Connection::connect(&amqp_url(), Default::default()).await.unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    for queue in [config.queue.clone(), format!("{}.dead", config.queue)] {
-        let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
-    }
-    let _ = channel.exchange_delete(format!("{}.dead", config.queue).as_str().into(), Default::default()).await;
+    chatsys_testkit::rabbitmq::delete(&config.queue).await;
 }
 
 #[tokio::test]
 async fn confirmed_creates_reach_a_worker_coalesced_into_few_messages() {
-    let config = config();
+    let Some(config) = config() else { return };
     let queue = std::sync::Arc::new(
         RabbitQueue::start(config.clone()).await.expect("the broker must be running for these tests"),
     );
@@ -84,7 +67,7 @@ async fn confirmed_creates_reach_a_worker_coalesced_into_few_messages() {
 
 #[tokio::test]
 async fn a_passing_failure_returns_the_delivery_and_a_refused_command_is_set_aside_alone() {
-    let config = config();
+    let Some(config) = config() else { return };
     let queue = RabbitQueue::start(config.clone()).await.unwrap();
     let seven = chat(7);
     queue.submit(seven.clone()).await.unwrap();
@@ -115,25 +98,28 @@ async fn a_passing_failure_returns_the_delivery_and_a_refused_command_is_set_asi
 
 /// The first dead letter: its commands and its `x-chatsys-reason` header.
 async fn dead_letter(queue: &str) -> (Vec<Command>, Option<String>) {
-    let connection = lapin::Connection::connect(&amqp_url(), Default::default()).await.unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let message = channel
-        .basic_get(queue.into(), lapin::options::BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-        .expect("a dead letter");
-    let commands: Vec<Queued> = serde_json::from_slice(&message.data).unwrap();
-    let reason = message.properties.headers().as_ref().and_then(|h| match h.inner().get("x-chatsys-reason") {
-        Some(lapin::types::AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        _ => None,
-    });
+    let (body, reason) = chatsys_testkit::rabbitmq::take_all(queue).await.remove(0);
+    let commands: Vec<Queued> = serde_json::from_slice(&body).unwrap();
     (commands.into_iter().map(|q| q.command).collect(), reason)
 }
 
 #[tokio::test]
 async fn a_broker_that_cannot_be_reached_is_reported_as_unavailable() {
-    let mut config = config();
+    let Some(mut config) = config() else { return };
     config.url = "amqp://guest:guest@127.0.0.1:1/%2f".into();
     let error = RabbitQueue::start(config).await.err().expect("no broker on port 1");
     assert_eq!(error.kind(), ErrorKind::Unavailable);
+}
+
+/// A port that accepts connections and never answers: the producer gives up in bounded time.
+#[tokio::test]
+async fn a_broker_that_accepts_and_never_answers_is_unavailable_within_the_bound() {
+    let Some(mut config) = config() else { return };
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    config.url = format!("amqp://guest:guest@{}/%2f", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let error = RabbitQueue::start(config).await.err().expect("nothing answers");
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+    assert!(started.elapsed() < Duration::from_secs(10), "gave up after {:?}", started.elapsed());
+    drop(silent);
 }

@@ -258,13 +258,13 @@ struct Backoff {
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
-const LONGEST_RETRY: Duration = Duration::from_secs(30);
+const LONGEST_RETRY: Duration = Duration::from_secs(10);
 /// While failing, one log line per this long at most.
 const LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// The indexer thread's state: everything added since the last commit is `dirty`. When a
 /// write or a commit fails (a full disk), what the writer holds is rolled back and dropped;
-/// the thread then retries with a growing delay, re-reading from the store every change
+/// the thread then retries with a growing delay (0.5 s up to 10 s), re-reading from the store every change
 /// after the last commit, and ignores new documents meanwhile (the store has them too).
 struct Indexer<'a> {
     writer: IndexWriter,

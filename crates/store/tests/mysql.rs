@@ -1,6 +1,6 @@
 //! The store contract against MySQL/MariaDB: the real server on this machine
-//! (`CHATSYS_TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306/test`). Each test gets a
-//! database of its own, dropped afterwards.
+//! (`CHATSYS_TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306/test`; skipped with a
+//! line when it does not answer). Each test gets a database of its own, dropped afterwards.
 
 mod suite;
 
@@ -8,66 +8,20 @@ use std::sync::Arc;
 
 use chatsys_core::ports::Store;
 use chatsys_store::MySqlStore;
-use rand::Rng as _;
+use chatsys_testkit::mysql::Database;
 use sqlx::Connection as _;
 
-pub fn server_url() -> String {
-    std::env::var("CHATSYS_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
-}
-
-/// A fresh database on the test server, dropped when this goes away.
-pub struct Database {
-    pub url: String,
-    name: String,
-}
-
-impl Database {
-    pub async fn create() -> Self {
-        let name = format!("chatsys_test_{:016x}", rand::rng().random::<u64>());
-        let base = server_url();
-        let mut conn = sqlx::MySqlConnection::connect(&base)
-            .await
-            .unwrap_or_else(|e| panic!("the MySQL server at {base} must be running for these tests: {e}"));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let url = match base.rfind('/') {
-            Some(i) if i > "mysql://".len() => format!("{}/{name}", &base[..i]),
-            _ => format!("{base}/{name}"),
-        };
-        Database { url, name }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let (base, name) = (server_url(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                if let Ok(mut conn) = sqlx::MySqlConnection::connect(&base).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-async fn open() -> (Arc<dyn Store>, Database) {
-    let db = Database::create().await;
+async fn open() -> Option<(Arc<dyn Store>, Database)> {
+    let db = Database::create().await?;
     let store = MySqlStore::connect(&db.url, 4).await.unwrap();
-    (Arc::new(store), db)
+    Some((Arc::new(store), db))
 }
 
 store_contract!(open);
 
 #[tokio::test]
 async fn reconcile_repairs_counts_that_drifted() {
-    let (store, db) = open().await;
+    let Some((store, db)) = open().await else { return };
     let app = suite::new_app(store.as_ref()).await;
     store.write_batch(&[suite::create_chat(app, 1, 1), suite::create_message(app, 1, 1, "x", 2)]).await.unwrap();
     let mut conn = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
@@ -81,7 +35,7 @@ async fn reconcile_repairs_counts_that_drifted() {
 
 #[tokio::test]
 async fn servers_starting_together_migrate_once() {
-    let db = Database::create().await;
+    let Some(db) = Database::create().await else { return };
     let starts: Vec<_> = (0..4)
         .map(|_| {
             let url = db.url.clone();
@@ -102,7 +56,7 @@ async fn an_existing_database_gains_positions_without_losing_data() {
     use chatsys_core::ports::ChatPosition;
     use chatsys_core::{ChatNumber, MessageNumber, Position};
 
-    let db = Database::create().await;
+    let Some(db) = Database::create().await else { return };
     let pool = sqlx::MySqlPool::connect(&db.url).await.unwrap();
     let mut migrator =
         sqlx::migrate::Migrator::new(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/mysql")))

@@ -8,17 +8,17 @@ use chatsys_core::ports::Store;
 use chatsys_store::SqliteStore;
 use tempfile::TempDir;
 
-async fn open() -> (Arc<dyn Store>, TempDir) {
+async fn open() -> Option<(Arc<dyn Store>, TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
-    (Arc::new(store), dir)
+    Some((Arc::new(store), dir))
 }
 
 store_contract!(open);
 
 #[tokio::test]
 async fn reconcile_repairs_counts_that_drifted() {
-    let (store, dir) = open().await;
+    let (store, dir) = open().await.unwrap();
     let app = suite::new_app(store.as_ref()).await;
     store.write_batch(&[suite::create_chat(app, 1, 1), suite::create_message(app, 1, 1, "x", 2)]).await.unwrap();
     // a manual edit (or a bug) breaks the counts
@@ -35,7 +35,7 @@ async fn reconcile_repairs_counts_that_drifted() {
 
 #[tokio::test]
 async fn the_database_runs_in_wal_mode() {
-    let (_store, dir) = open().await;
+    let (_store, dir) = open().await.unwrap();
     let pool =
         sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("chatsys.db").display())).await.unwrap();
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.unwrap();

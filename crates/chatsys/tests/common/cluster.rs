@@ -4,23 +4,14 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use chatsys_testkit::Service;
+use chatsys_testkit::mysql::Database;
+
 use super::Server;
-
-pub fn mysql_server_url() -> String {
-    std::env::var("CHATSYS_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("CHATSYS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-pub fn amqp_url() -> String {
-    std::env::var("CHATSYS_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
 
 pub struct Cluster {
     pub name: String,
-    pub database_url: String,
+    pub database: Database,
     dir: tempfile::TempDir,
     pub apis: Vec<Server>,
     pub workers: Vec<Server>,
@@ -28,31 +19,36 @@ pub struct Cluster {
     /// Where clients go: nginx when there is one, else the first API server.
     pub base: String,
     extra_env: Vec<(String, String)>,
+    redis_url: String,
+    amqp_url: String,
 }
 
 impl Cluster {
-    pub fn start(apis: usize, workers: usize, with_nginx: bool) -> Cluster {
-        Self::start_with(apis, workers, with_nginx, &[])
+    /// `None` (after one line saying what to start) when a service does not answer.
+    pub async fn start(apis: usize, workers: usize, with_nginx: bool) -> Option<Cluster> {
+        Self::start_with(apis, workers, with_nginx, &[]).await
     }
 
-    pub fn start_with(apis: usize, workers: usize, with_nginx: bool, extra_env: &[(&str, &str)]) -> Cluster {
-        let name = format!("chatsys_t{:012x}", rand_u64() & 0xffff_ffff_ffff);
-        let base = mysql_server_url();
-        let server = &base[..base.rfind('/').expect("a database in the URL")];
-        let status = Command::new("mariadb")
-            .args(["-h", "127.0.0.1", "-u", "root", "-e", &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")])
-            .status()
-            .expect("the mariadb client runs");
-        assert!(status.success(), "cannot create the test database");
+    pub async fn start_with(
+        apis: usize,
+        workers: usize,
+        with_nginx: bool,
+        extra_env: &[(&str, &str)],
+    ) -> Option<Cluster> {
+        let urls = chatsys_testkit::services(&[Service::MySql, Service::Redis, Service::RabbitMq])?;
+        let name = chatsys_testkit::unique_name("chatsys_t");
+        let database = Database::create_on(&urls[0], &name).await;
         let mut cluster = Cluster {
-            database_url: format!("{server}/{name}"),
             name,
+            database,
             dir: tempfile::tempdir().unwrap(),
             apis: Vec::new(),
             workers: Vec::new(),
             nginx: None,
             base: String::new(),
             extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            redis_url: urls[1].clone(),
+            amqp_url: urls[2].clone(),
         };
         for _ in 0..workers {
             cluster.add_worker();
@@ -64,14 +60,14 @@ impl Cluster {
         if with_nginx {
             cluster.start_nginx();
         }
-        cluster
+        Some(cluster)
     }
 
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![
-            ("CHATSYS_DATABASE_URL".to_owned(), self.database_url.clone()),
-            ("CHATSYS_REDIS_URL".to_owned(), redis_url()),
-            ("CHATSYS_AMQP_URL".to_owned(), amqp_url()),
+            ("CHATSYS_DATABASE_URL".to_owned(), self.database.url.clone()),
+            ("CHATSYS_REDIS_URL".to_owned(), self.redis_url.clone()),
+            ("CHATSYS_AMQP_URL".to_owned(), self.amqp_url.clone()),
             ("CHATSYS_AMQP_QUEUE".to_owned(), format!("{}.commands", self.name)),
             ("CHATSYS_REDIS_PREFIX".to_owned(), self.name.clone()),
             ("CHATSYS_REDIS_RECOVERY_SETTLE".to_owned(), "1s".to_owned()),
@@ -138,10 +134,7 @@ impl Cluster {
     pub async fn drained(&self) {
         let queue = format!("{}.commands", self.name);
         for _ in 0..600 {
-            let out = Command::new("rabbitmqctl").args(["-q", "list_queues", "name", "messages"]).output().unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            let pending = text.lines().find(|l| l.split_whitespace().next() == Some(queue.as_str()));
-            if pending.and_then(|l| l.split_whitespace().nth(1)) == Some("0") {
+            if chatsys_testkit::rabbitmq::messages_in(&queue).await == 0 {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -150,36 +143,18 @@ impl Cluster {
     }
 
     /// Commands in the dead-letter queue.
-    pub fn dead_lettered(&self) -> u64 {
-        let dead = format!("{}.commands.dead", self.name);
-        let out = Command::new("rabbitmqctl").args(["-q", "list_queues", "name", "messages"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(dead.as_str()))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
+    pub async fn dead_lettered(&self) -> u64 {
+        u64::from(chatsys_testkit::rabbitmq::messages_in(&format!("{}.commands.dead", self.name)).await)
     }
 
-    /// Runs SQL against the cluster's database and returns the rows, tab-separated.
-    pub fn sql(&self, statement: &str) -> Vec<Vec<String>> {
-        let out = Command::new("mariadb")
-            .args(["-h", "127.0.0.1", "-u", "root", "-N", "-B", &self.name, "-e", statement])
-            .output()
-            .expect("the mariadb client runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect()
+    /// Runs SQL against the cluster's database and returns the rows, as text.
+    pub async fn sql(&self, statement: &str) -> Vec<Vec<String>> {
+        self.database.sql(statement).await
     }
 }
 
 fn which_nginx() -> &'static str {
     if std::path::Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
-    h.finish()
 }
 
 impl Drop for Cluster {
@@ -194,15 +169,15 @@ impl Drop for Cluster {
         }
         self.apis.clear();
         self.workers.clear();
-        let _ = Command::new("mariadb")
-            .args(["-h", "127.0.0.1", "-u", "root", "-e", &format!("DROP DATABASE IF EXISTS {}", self.name)])
-            .status();
-        for queue in [format!("{}.commands", self.name), format!("{}.commands.dead", self.name)] {
-            let _ = Command::new("rabbitmqctl").args(["-q", "delete_queue", &queue]).output();
-        }
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!("redis-cli --scan --pattern '{}:*' | xargs -r redis-cli del >/dev/null", self.name))
-            .status();
+        // the database goes with `self.database`; the queues and keys here
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                chatsys_testkit::rabbitmq::delete(&format!("{name}.commands")).await;
+                chatsys_testkit::redis::delete_prefix(&name).await;
+            });
+        })
+        .join();
     }
 }

@@ -70,8 +70,8 @@ impl Load {
 /// the counts equal the rows.
 pub async fn verify(cluster: &Cluster, token: &str, acknowledged: &[(u64, u64, String)]) {
     cluster.drained().await;
-    assert_eq!(cluster.dead_lettered(), 0, "no command was dead-lettered");
-    let app = &cluster.sql(&format!("SELECT id FROM applications WHERE token = '{token}'"))[0][0];
+    assert_eq!(cluster.dead_lettered().await, 0, "no command was dead-lettered");
+    let app = &cluster.sql(&format!("SELECT id FROM applications WHERE token = '{token}'")).await[0][0];
     let mut given: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
     for (chat, number, _) in acknowledged {
         assert!(
@@ -81,6 +81,7 @@ pub async fn verify(cluster: &Cluster, token: &str, acknowledged: &[(u64, u64, S
     }
     let stored: BTreeMap<(u64, u64), String> = cluster
         .sql(&format!("SELECT chat_number, number, body FROM messages WHERE application_id = {app}"))
+        .await
         .into_iter()
         .map(|r| ((r[0].parse().unwrap(), r[1].parse().unwrap()), r[2].clone()))
         .collect();
@@ -90,12 +91,14 @@ pub async fn verify(cluster: &Cluster, token: &str, acknowledged: &[(u64, u64, S
     let counts = cluster.sql(&format!(
         "SELECT c.number, c.messages_count, (SELECT COUNT(*) FROM messages m \
          WHERE m.application_id = c.application_id AND m.chat_number = c.number) FROM chats c WHERE c.application_id = {app}"
-    ));
+    ))
+    .await;
     for row in counts {
         assert_eq!(row[1], row[2], "messages_count of chat {} equals its rows", row[0]);
     }
     let apps = cluster.sql(&format!(
         "SELECT chats_count, (SELECT COUNT(*) FROM chats WHERE application_id = {app}) FROM applications WHERE id = {app}"
-    ));
+    ))
+    .await;
     assert_eq!(apps[0][0], apps[0][1], "chats_count equals the rows");
 }
