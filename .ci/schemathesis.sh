@@ -30,5 +30,7 @@ done
 [ -n "$addr" ] || { cat "$work/log"; exit 1; }
 seed_args=()
 [ "$seed" = random ] || seed_args=(--seed "$seed")
-cd .ci
+# from the temporary folder: Schemathesis keeps its cache (.schemathesis/) where it runs
+cp .ci/schemathesis.toml .ci/schemathesis_hooks.py "$work/"
+cd "$work"
 SCHEMATHESIS_HOOKS=schemathesis_hooks st --config-file schemathesis.toml run "http://$addr/openapi.json" "${seed_args[@]}"

@@ -3,6 +3,7 @@
 
 mod cursor;
 mod docs;
+mod durable;
 mod error;
 mod extract;
 mod idempotent;

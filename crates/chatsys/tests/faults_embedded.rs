@@ -209,3 +209,35 @@ async fn a_full_disk_answers_503_never_201_and_writes_resume_when_space_returns(
     drop(server);
     drop(tmpfs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edit_after_a_restart_with_the_clock_set_back_is_kept() {
+    if std::process::Command::new("faketime").arg("--version").output().is_err() {
+        assert!(std::env::var("CHATSYS_TEST_REQUIRE_SERVICES").is_err(), "faketime (Debian package) is required here");
+        eprintln!("skipped: this test needs faketime (Debian package faketime)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let token = server.new_app().await;
+    let chat = server.new_chat(&token).await;
+    let path = format!("/applications/{token}/chats/{chat}/messages");
+    let n = server.post(&path, json!({"body": "created"})).await.json["number"].as_u64().unwrap();
+    let first = server.request("PUT", &format!("{path}/{n}"), Some(json!({"body": "before the restart"}))).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(server.terminate().code(), Some(0));
+
+    // the same data, a clock an hour behind
+    let env = [("FAKETIME_DONT_FAKE_MONOTONIC", "1")];
+    let server = Server::spawn_wrapped(&["faketime", "-f", "-3600s"], "serve", dir.path(), &env);
+    let second = server.request("PUT", &format!("{path}/{n}"), Some(json!({"body": "after the restart"}))).await;
+    assert_eq!((second.status, second.json["body"].as_str()), (200, Some("after the restart")), "{second:?}");
+    assert!(
+        second.json["updated_at"].as_str() < first.json["updated_at"].as_str(),
+        "the server's clock is behind: {} then {}",
+        first.json["updated_at"],
+        second.json["updated_at"]
+    );
+    let stored = server.get(&format!("{path}/{n}")).await;
+    assert_eq!(stored.json["body"], "after the restart", "an edit answered 200 is never dropped");
+}

@@ -6,6 +6,7 @@ use chatsys_core::{Chat, ChatNumber, Command, Queued, Timestamp};
 
 use super::{bad_path, page_response, to_json};
 use crate::cursor::{Cursor, wrong_list};
+use crate::durable;
 use crate::error::ApiError;
 use crate::extract::{IdempotencyKey, OptionalJsonObject, Paging, Segments};
 use crate::idempotent::{Created, create_once, fingerprint};
@@ -47,13 +48,8 @@ pub async fn create(
         let chat = Chat { number, messages_count: 0, created_at: at, updated_at: at };
         let created = Created { location: format!("{scope}/{number}"), body: to_json(&ChatView::from(&chat)) };
         let command = Command::CreateChat { app, chat: number, at };
-        if let Err(e) = state.queue.submit(Queued { command, idempotency: pending.map(|p| p.record(&created)) }).await {
-            // The number is skipped; a message sent to it must not bring the chat into being.
-            if let Err(void) = state.numbering.void_chat(app, number).await {
-                tracing::error!(error = %void, chat = %number, "failed chat create could not be voided");
-            }
-            return Err(e.into());
-        }
+        // on failure the number is skipped: a message sent to it must not bring the chat into being
+        durable::create(&state, Queued { command, idempotency: pending.map(|p| p.record(&created)) }).await?;
         Ok(created)
     })
     .await

@@ -10,6 +10,7 @@ use chatsys_core::{AppId, ChatNumber, Command, Message, MessageBody, MessageNumb
 use super::chats::unknown_chat;
 use super::{bad_path, page_response, to_json};
 use crate::cursor::{Cursor, wrong_list};
+use crate::durable;
 use crate::error::ApiError;
 use crate::extract::{IdempotencyKey, JsonBody, Paging, Segments};
 use crate::idempotent::{Created, create_once, fingerprint};
@@ -50,16 +51,11 @@ pub async fn create(
     create_once("message", state, scope.clone(), key, fp, move |state, pending| async move {
         let number = state.numbering.next_message(app, chat).await?.ok_or_else(|| unknown_chat(chat))?;
         let at = Timestamp::now();
-        let message = Message { chat_number: chat, number, body: body.as_str().to_owned(), created_at: at, updated_at: at };
+        let message =
+            Message { chat_number: chat, number, body: body.as_str().to_owned(), created_at: at, updated_at: at };
         let created = Created { location: format!("{scope}/{number}"), body: to_json(&MessageView::from(&message)) };
         let command = Command::CreateMessage { app, chat, number, body, at };
-        if let Err(e) = state.queue.submit(Queued { command, idempotency: pending.map(|p| p.record(&created)) }).await
-        {
-            if let Err(void) = state.numbering.void_message(app, chat, number).await {
-                tracing::error!(error = %void, chat = %chat, message = %number, "failed message create could not be voided");
-            }
-            return Err(e.into());
-        }
+        durable::create(&state, Queued { command, idempotency: pending.map(|p| p.record(&created)) }).await?;
         Ok(created)
     })
     .await

@@ -78,20 +78,26 @@ impl Cluster {
         env
     }
 
-    fn spawn(&self, subcommand: &str) -> Server {
+    fn spawn(&self, wrapper: &[&str], subcommand: &str) -> Server {
         let env = self.env();
         let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         env.push(("CHATSYS_OPS_LISTEN", "127.0.0.1:0"));
-        Server::spawn(subcommand, &self.dir.path().join(subcommand), &env)
+        env.push(("FAKETIME_DONT_FAKE_MONOTONIC", "1"));
+        Server::spawn_wrapped(wrapper, subcommand, &self.dir.path().join(subcommand), &env)
     }
 
     pub fn add_api(&mut self) {
-        let api = self.spawn("serve");
+        self.add_api_wrapped(&[]);
+    }
+
+    /// An API server run through `wrapper` (e.g. `faketime -f -30s`: a clock 30 s behind).
+    pub fn add_api_wrapped(&mut self, wrapper: &[&str]) {
+        let api = self.spawn(wrapper, "serve");
         self.apis.push(api);
     }
 
     pub fn add_worker(&mut self) {
-        let worker = self.spawn("worker");
+        let worker = self.spawn(&[], "worker");
         self.workers.push(worker);
     }
 
@@ -130,7 +136,8 @@ impl Cluster {
         panic!("nginx did not start listening");
     }
 
-    /// Waits until the workers have written everything the queue holds.
+    /// Waits until no command is waiting in the queue (a worker may still hold some: checks
+    /// that follow wait for what they expect, with a bound).
     pub async fn drained(&self) {
         let queue = format!("{}.commands", self.name);
         for _ in 0..600 {

@@ -49,7 +49,21 @@ impl Server {
     /// Starts `chatsys SUBCOMMAND`; returns once it logs the address it listens on (for
     /// `worker`, its ops address: set `CHATSYS_OPS_LISTEN`).
     pub fn spawn(subcommand: &str, data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chatsys"));
+        Self::spawn_wrapped(&[], subcommand, data_dir, env)
+    }
+
+    /// As [`Server::spawn`], run through `wrapper` (e.g. `faketime -f -30s`), which must
+    /// exec the binary (so the pid stays the server's).
+    pub fn spawn_wrapped(wrapper: &[&str], subcommand: &str, data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let binary = env!("CARGO_BIN_EXE_chatsys");
+        let mut command = match wrapper.split_first() {
+            None => Command::new(binary),
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+        };
         command
             .arg(subcommand)
             .env_clear()

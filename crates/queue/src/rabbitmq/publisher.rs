@@ -153,8 +153,10 @@ fn settle(acks: Vec<Ack>, outcome: Result<()>) {
 
 #[async_trait]
 impl CreateQueue for RabbitQueue {
+    /// A round trip to the broker: a connection that still looks open proves nothing when
+    /// the broker has stopped answering.
     async fn ping(&self) -> Result<()> {
-        self.links.get().await.map(|_| ())
+        self.backlog().await.map(|_| ())
     }
 
     async fn submit(&self, command: Queued) -> Result<()> {

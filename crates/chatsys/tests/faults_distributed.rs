@@ -1,0 +1,172 @@
+//! Faults of distributed mode that harm no one else (processes of the test's own, Redis keys
+//! under its own prefix, a trigger in its own database, a server with its clock set back),
+//! each under a running load of creates and ending with "every 201 is in the database
+//! exactly once, numbers unique, counts exact". Faults of the shared services themselves are
+//! in `faults_services.rs`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::Client;
+use common::cluster::Cluster;
+use common::load::{Load, setup, verify};
+use futures::stream::{self, StreamExt as _};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_batch_loses_nothing() {
+    let Some(mut cluster) = Cluster::start(1, 2, false).await else { return };
+    let (_, token, chats, seeds) = setup(&cluster).await;
+    let load = Load::start(&cluster.base, &token, &chats, 32);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    cluster.workers.remove(0).kill();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cluster.add_worker();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut acknowledged = load.stop().await;
+    assert!(acknowledged.len() > 100, "the load ran ({} creates)", acknowledged.len());
+    acknowledged.extend(seeds);
+    verify(&cluster, &token, &acknowledged).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_api_server_killed_under_load_loses_nothing_it_acknowledged() {
+    let Some(mut cluster) = Cluster::start(2, 1, true).await else { return };
+    let (_, token, chats, seeds) = setup(&cluster).await;
+    let load = Load::start(&cluster.base, &token, &chats, 32);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    cluster.apis.remove(0).kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut acknowledged = load.stop().await;
+    assert!(acknowledged.len() > 100, "the load ran ({} creates)", acknowledged.len());
+    acknowledged.extend(seeds);
+    verify(&cluster, &token, &acknowledged).await;
+}
+
+/// Every key of this deployment gone at once (its own prefix: the Redis is shared).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_data_loss_never_hands_out_a_number_twice() {
+    let Some(cluster) = Cluster::start(2, 1, true).await else { return };
+    let (_, token, chats, seeds) = setup(&cluster).await;
+    let load = Load::start(&cluster.base, &token, &chats, 32);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    chatsys_testkit::redis::delete_prefix(&cluster.name).await;
+    // recovery: 503s while the queue drains (1 s of quiet in these tests), then creates resume
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let refused = load.refused.load(Ordering::Relaxed);
+    let mut acknowledged = load.stop().await;
+    assert!(refused > 0, "creates were refused while the counters recovered");
+    let last = acknowledged.iter().filter(|(chat, ..)| *chat == chats[0]).map(|(_, n, _)| *n).max().unwrap_or(0);
+    acknowledged.extend(seeds);
+    verify(&cluster, &token, &acknowledged).await;
+    // numbering resumed after the recovery from the highest stored number
+    let next = Client::new(&cluster.base)
+        .post(&format!("/applications/{token}/chats/{}/messages", chats[0]), json!({"body": "after"}))
+        .await;
+    assert_eq!(next.json["number"].as_u64(), Some(last.max(1) + 1), "{next:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_the_database_refuses_is_dead_lettered_alone_and_the_worker_moves_on() {
+    let Some(cluster) = Cluster::start(1, 1, false).await else { return };
+    let front = std::sync::Arc::new(Client::new(&cluster.base));
+    let token = front.new_app().await;
+    let chat = front.new_chat(&token).await;
+    cluster
+        .sql(
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON messages FOR EACH ROW BEGIN \
+             IF NEW.body = 'poison' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by a test trigger'; \
+             END IF; END",
+        )
+        .await;
+    let path = format!("/applications/{token}/chats/{chat}/messages");
+    // the poison among others, all at once: they share deliveries and batches with it
+    let acknowledged: Vec<(u64, String)> = stream::iter(0..200)
+        .map(|i| {
+            let (front, path) = (front.clone(), path.clone());
+            async move {
+                let body = if i == 100 { "poison".to_owned() } else { format!("fine {i}") };
+                let r = front.post(&path, json!({"body": body})).await;
+                assert_eq!(r.status, 201, "queued durably before any worker sees it: {r:?}");
+                (r.json["number"].as_u64().unwrap(), body)
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    // the worker moves on: later creates are written too
+    let later = front.post(&path, json!({"body": "later"})).await;
+    assert_eq!(later.status, 201);
+    cluster.drained().await;
+    let fine = acknowledged.len(); // 199 fine ones and the later one
+    let mut stored = BTreeSet::new();
+    for _ in 0..300 {
+        stored = cluster
+            .sql(&format!("SELECT number, body FROM messages WHERE chat_number = {chat}"))
+            .await
+            .into_iter()
+            .map(|r| (r[0].parse::<u64>().unwrap(), r[1].clone()))
+            .collect();
+        if stored.len() >= fine {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (number, body) in &acknowledged {
+        assert_eq!(stored.contains(&(*number, body.clone())), body != "poison", "message {number} ({body})");
+    }
+    assert!(stored.iter().any(|(_, b)| b == "later"));
+    let dead = chatsys_testkit::rabbitmq::take_all(&format!("{}.commands.dead", cluster.name)).await;
+    assert_eq!(dead.len(), 1, "exactly one command is set aside");
+    let (payload, reason) = &dead[0];
+    let commands: Vec<serde_json::Value> = serde_json::from_slice(payload).unwrap();
+    assert_eq!(commands.len(), 1, "alone, not with the others of its delivery");
+    assert_eq!(commands[0]["command"]["body"], "poison");
+    assert!(reason.as_deref().unwrap_or("").contains("refused by a test trigger"), "the reason: {reason:?}");
+    let c = front.get(&format!("/applications/{token}/chats/{chat}")).await;
+    assert_eq!(c.json["messages_count"], 200, "199 fine and the later one");
+}
+
+fn faketime() -> bool {
+    let present = std::process::Command::new("faketime").arg("--version").output().is_ok();
+    if !present {
+        assert!(
+            std::env::var("CHATSYS_TEST_REQUIRE_SERVICES").is_err(),
+            "faketime (Debian package faketime) is required here"
+        );
+        eprintln!("skipped: this test needs faketime (Debian package faketime)");
+    }
+    present
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn edits_through_servers_whose_clocks_differ_keep_the_last_accepted_one() {
+    if !faketime() {
+        return;
+    }
+    let Some(mut cluster) = Cluster::start(1, 1, false).await else { return };
+    cluster.add_api_wrapped(&["faketime", "-f", "-30s"]);
+    let (ahead, behind) = (Client::new(&cluster.apis[0].base), Client::new(&cluster.apis[1].base));
+    let token = ahead.new_app().await;
+    let chat = ahead.new_chat(&token).await;
+    let path = format!("/applications/{token}/chats/{chat}/messages");
+    let mut expected = Vec::new();
+    for i in 0..80u64 {
+        let n = ahead.post(&path, json!({"body": format!("created {i}")})).await.json["number"].as_u64().unwrap();
+        // alternate which server takes the first and which the last edit
+        let (first, last) = if i % 2 == 0 { (&ahead, &behind) } else { (&behind, &ahead) };
+        let r = first.request("PUT", &format!("{path}/{n}"), Some(json!({"body": format!("first {i}")}))).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let r = last.request("PUT", &format!("{path}/{n}"), Some(json!({"body": format!("last {i}")}))).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        expected.push((n, format!("last {i}")));
+    }
+    cluster.drained().await;
+    for (n, body) in expected {
+        let m = ahead.get(&format!("{path}/{n}")).await;
+        assert_eq!(m.json["body"].as_str(), Some(body.as_str()), "message {n}: the last accepted edit wins");
+    }
+}
