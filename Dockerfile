@@ -1,6 +1,23 @@
 # syntax=docker/dockerfile:1
 # The one chatsys binary, built exactly as the README builds it (cargo build --release).
 
+# Every crate of the workspace as its manifest and empty sources, whatever crates/ holds
+# (a crate added or removed needs no change here), every file time zeroed: the same
+# skeleton, and so the cached dependency layer of the build stage, until a manifest or
+# Cargo.lock changes.
+FROM rust:1.95-slim-bookworm AS skeleton
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY crates crates
+RUN mkdir /skeleton && cp Cargo.toml Cargo.lock /skeleton/ \
+    && for manifest in crates/*/Cargo.toml; do \
+        crate=${manifest%/Cargo.toml}; \
+        mkdir -p "/skeleton/$crate/src" && cp "$manifest" "/skeleton/$crate/"; \
+        if [ -f "$crate/src/lib.rs" ]; then touch "/skeleton/$crate/src/lib.rs"; fi; \
+        if [ -f "$crate/src/main.rs" ]; then echo 'fn main() {}' >"/skeleton/$crate/src/main.rs"; fi; \
+    done \
+    && find /skeleton -exec touch -h -d @0 {} +
+
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # The shipped binary carries no debug info and no symbol table: the workspace's release
@@ -8,22 +25,10 @@ WORKDIR /src
 # would triple the image. These override that profile in this stage only (both builds below).
 ENV CARGO_PROFILE_RELEASE_DEBUG=false \
     CARGO_PROFILE_RELEASE_STRIP=symbols
-# Dependencies first, in a layer of their own: the manifests with empty crates, so that
-# changing the code does not rebuild every dependency.
-COPY Cargo.toml Cargo.lock ./
-COPY crates/core/Cargo.toml crates/core/
-COPY crates/store/Cargo.toml crates/store/
-COPY crates/queue/Cargo.toml crates/queue/
-COPY crates/counters/Cargo.toml crates/counters/
-COPY crates/search/Cargo.toml crates/search/
-COPY crates/api/Cargo.toml crates/api/
-COPY crates/worker/Cargo.toml crates/worker/
-COPY crates/chatsys/Cargo.toml crates/chatsys/
-RUN for crate in core store queue counters search api worker; do \
-        mkdir -p crates/$crate/src && touch crates/$crate/src/lib.rs; \
-    done \
-    && mkdir -p crates/chatsys/src && echo 'fn main() {}' > crates/chatsys/src/main.rs \
-    && cargo build --release --locked -p chatsys
+# Dependencies first, in a layer of their own, built from the skeleton: changing the code
+# does not rebuild every dependency.
+COPY --from=skeleton /skeleton ./
+RUN cargo build --release --locked -p chatsys
 COPY crates crates
 # newer than the stubs' build outputs, so cargo rebuilds our crates (only)
 RUN find crates -name '*.rs' -exec touch {} + \
