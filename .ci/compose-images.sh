@@ -142,7 +142,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends mariadb-server 
     && rm -rf /var/lib/apt/lists/* /var/lib/mysql \
     && mkdir -p /var/lib/mysql /run/mysqld && chown mysql:mysql /var/lib/mysql /run/mysqld \
     && printf '[mysqld]\nbind-address = 0.0.0.0\nskip-name-resolve\n' >/etc/mysql/mariadb.conf.d/99-container.cnf \
-    && ln -f /usr/sbin/mariadbd /usr/sbin/mysqld
+    && ln /usr/sbin/mariadbd /usr/local/sbin/mysqld
 COPY docker-entrypoint.sh /usr/local/bin/
 VOLUME /var/lib/mysql
 EXPOSE 3306
@@ -153,13 +153,15 @@ EOF
 #!/bin/bash
 # mysql:8.4 stand-in: MariaDB, first start initialised from MYSQL_* like the official image.
 set -euo pipefail
-# The server runs as /usr/sbin/mysqld (a hard link to mariadbd), as in the official image;
-# this also keeps it apart from the host's `start-stop-daemon --exec /usr/sbin/mariadbd`,
-# which matches processes by executable path, inside containers too.
+# The server runs as /usr/local/sbin/mysqld, a hard link to mariadbd, a path the host does
+# not have: the host's `start-stop-daemon --stop --exec /usr/sbin/mariadbd` (the project's
+# fault tests) stats the executable path of every process, container or not, on the host,
+# and so stopped this server when it ran as /usr/sbin/mariadbd or /usr/sbin/mysqld (a
+# symlink to mariadbd on the host); `pidof mariadbd` does not see it either.
 if [ "${1:0:1}" = - ]; then set -- mysqld "$@"; fi
 if [ "$1" != mariadbd ] && [ "$1" != mysqld ]; then exec "$@"; fi
 shift
-set -- mysqld --user=mysql "$@"
+set -- /usr/local/sbin/mysqld --user=mysql "$@"
 datadir=/var/lib/mysql
 chown mysql:mysql "$datadir" /run/mysqld
 if [ ! -d "$datadir/mysql" ]; then
