@@ -3,9 +3,10 @@
 
 Usage: .ci/compose-test.py URL      (`.ci/compose.sh test` runs it with nginx's URL)
 
-1. The contract suite (../shared/acceptance/contract.py, CONTRACT_PY) with
-   CONTRACT_SKIP=search,events: any failing check not listed in .ci/contract-known-failures
-   fails this test, as in .ci/contract.sh.
+1. The contract suite with CONTRACT_SKIP=search,events, as .ci/contract.sh runs it: the
+   repository's copy (tests/contract/contract.py) and ../shared/acceptance/contract.py when
+   present (CONTRACT_PY: that one only); any failing check not listed in
+   .ci/contract-known-failures fails this test.
 2. 3 x 32 clients racing through nginx create chats in one application, and messages in one
    chat: the 201s carry exactly the numbers 1..N, and the listings show exactly those.
 3. One api container is SIGKILLed (what `docker compose kill` sends) under a create load:
@@ -32,7 +33,12 @@ BASE = sys.argv[1].rstrip("/") if len(sys.argv) > 1 else "http://127.0.0.1:18080
 U = urllib.parse.urlsplit(BASE)
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CONTRACT = os.environ.get("CONTRACT_PY", os.path.join(ROOT, "..", "shared", "acceptance", "contract.py"))
+# as .ci/contract.sh: the repository's copy of the suite, and ../shared's when present
+# (CONTRACT_PY names one suite instead)
+CONTRACTS = [os.environ["CONTRACT_PY"]] if os.environ.get("CONTRACT_PY") else [
+    path for path in (os.path.join(ROOT, "tests", "contract", "contract.py"),
+                      os.path.join(ROOT, "..", "shared", "acceptance", "contract.py"))
+    if os.path.exists(path)]
 # the resolver's `valid=10s` in deploy/nginx.conf, plus slack for a busy machine
 RERESOLVE_S = float(os.environ.get("COMPOSE_TEST_RERESOLVE_S", "15"))
 RESULTS = []
@@ -122,19 +128,24 @@ def eventually(fn, timeout):
 
 # ------------------------------------------------------------------------------- contract
 def contract():
-    say(f"contract suite (CONTRACT_SKIP=search,events) against {BASE}")
-    env = dict(os.environ, CONTRACT_SKIP="search,events")
-    p = subprocess.run([sys.executable, CONTRACT, BASE], env=env, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True)
-    print(p.stdout, end="", flush=True)
+    if not check("contract: a copy of the suite is here", CONTRACTS, "neither tests/contract/contract.py "
+                 "nor ../shared/acceptance/contract.py"):
+        return
     known_file = os.path.join(HERE, "contract-known-failures")
     known = {line.strip() for line in open(known_file) if line.strip() and not line.startswith("#")}
-    failed = [re.sub(r"  -- .*$", "", line[5:]) for line in p.stdout.splitlines() if line.startswith("FAIL ")]
-    unexpected = [name for name in failed if name not in known]
-    ran = sum(1 for line in p.stdout.splitlines() if line.startswith(("ok ", "FAIL ")))
-    check("contract: no failing check beyond .ci/contract-known-failures", not unexpected,
-          "; ".join(unexpected)[:1500])
-    check("contract: more than 50 checks ran", ran > 50, f"{ran} ran")
+    env = dict(os.environ, CONTRACT_SKIP="search,events")
+    for suite in CONTRACTS:
+        name = os.path.relpath(suite, ROOT)
+        say(f"contract suite {name} (CONTRACT_SKIP=search,events) against {BASE}")
+        p = subprocess.run([sys.executable, suite, BASE], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        print(p.stdout, end="", flush=True)
+        failed = [re.sub(r"  -- .*$", "", line[5:]) for line in p.stdout.splitlines() if line.startswith("FAIL ")]
+        unexpected = [f for f in failed if f not in known]
+        ran = sum(1 for line in p.stdout.splitlines() if line.startswith(("ok ", "FAIL ")))
+        check(f"contract ({name}): no failing check beyond .ci/contract-known-failures", not unexpected,
+              "; ".join(unexpected)[:1500])
+        check(f"contract ({name}): more than 50 checks ran", ran > 50, f"{ran} ran")
 
 
 # ------------------------------------------------------------------------------- races
