@@ -7,6 +7,7 @@ mod durable;
 mod error;
 mod extract;
 mod idempotent;
+pub mod live;
 pub mod metrics;
 mod openapi;
 mod router;

@@ -21,6 +21,7 @@ use crate::error::Problem;
         (name = "applications", description = "Applications, each named by a server-made token"),
         (name = "chats", description = "Chats, numbered from 1 within an application"),
         (name = "messages", description = "Messages, numbered from 1 within a chat, and search"),
+        (name = "events", description = "Live events of a chat (Server-Sent Events), resumable with nothing missed"),
         (name = "operations", description = "Health, readiness and metrics"),
     ),
     components(

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use crate::error::{ApiError, problem_response};
 use crate::openapi::ApiDoc;
-use crate::routes::{applications, chats, health, messages, search};
+use crate::routes::{applications, chats, events, health, messages, search};
 use crate::state::AppState;
 use crate::{docs, metrics};
 
@@ -31,6 +31,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::create, messages::list))
         .routes(routes!(search::search))
         .routes(routes!(messages::get, messages::update))
+        .routes(routes!(events::stream))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(metrics::render))

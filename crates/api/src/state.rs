@@ -1,11 +1,12 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use chatsys_core::ports::{CreateQueue, IdempotencyKeys, Numbering, SearchIndex, Store};
+use chatsys_core::ports::{Bulletin, CreateQueue, IdempotencyKeys, Numbering, SearchIndex, Store};
 use chatsys_core::{AppId, AppToken};
 use quick_cache::sync::Cache;
 
 use crate::error::ApiError;
+use crate::live::{Hub, LiveLimits};
 
 /// The ports the handlers use, chosen once by the binary's wiring.
 pub struct Services {
@@ -19,6 +20,9 @@ pub struct Services {
     pub admin_token: Option<String>,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// News of chats that moved and applications erased, from every process.
+    pub bulletin: Arc<dyn Bulletin>,
+    pub live: LiveLimits,
 }
 
 #[derive(Clone)]
@@ -26,6 +30,7 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     services: Services,
+    hub: Arc<Hub>,
     /// Token → internal id. Tokens never change and applications are never deleted, so
     /// entries never go stale; only hits are cached (a token may come into being later).
     app_ids: Cache<AppToken, AppId>,
@@ -34,8 +39,20 @@ pub struct Inner {
 const APP_ID_CACHE_ENTRIES: usize = 100_000;
 
 impl AppState {
+    /// Starts the live-events hub too: call within the runtime.
     pub fn new(services: Services) -> Self {
-        Self(Arc::new(Inner { services, app_ids: Cache::new(APP_ID_CACHE_ENTRIES) }))
+        let hub = Hub::start(services.store.clone(), services.bulletin.as_ref(), services.live);
+        Self(Arc::new(Inner { services, hub, app_ids: Cache::new(APP_ID_CACHE_ENTRIES) }))
+    }
+
+    pub fn live(&self) -> &Arc<Hub> {
+        &self.0.hub
+    }
+
+    /// Ends every live-event stream and refuses new ones (on shutdown: the server waits for
+    /// open responses, and these would never end by themselves).
+    pub fn close_streams(&self) {
+        self.0.hub.close();
     }
 
     /// The application named by a token from the path: 404 when there is none.

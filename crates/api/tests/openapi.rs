@@ -38,6 +38,7 @@ fn every_endpoint_of_the_contract_is_documented_with_its_statuses() {
             &["200", "400", "404", "413", "415", "422", "503"],
         ),
         ("/applications/{token}/chats/{chat}/messages/search", "get", &["200", "400", "404", "503"]),
+        ("/applications/{token}/chats/{chat}/events", "get", &["200", "400", "404", "503"]),
         ("/healthz", "get", &["200"]),
         ("/readyz", "get", &["200", "503"]),
         ("/metrics", "get", &["200"]),
@@ -67,6 +68,8 @@ fn errors_are_problem_documents_and_lists_name_their_link_header() {
     assert!(doc["components"]["securitySchemes"]["admin_token"].is_object());
     let list = &doc["paths"]["/applications/{token}/chats/{chat}/messages"]["get"]["responses"]["200"];
     assert!(list["headers"]["Link"].is_object(), "{list}");
+    let events = &doc["paths"]["/applications/{token}/chats/{chat}/events"]["get"]["responses"]["200"];
+    assert!(events["content"]["text/event-stream"].is_object(), "{events}");
     let create = &doc["paths"]["/applications"]["post"];
     assert!(create["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "Idempotency-Key"), "{create}");
 }

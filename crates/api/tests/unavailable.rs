@@ -88,6 +88,12 @@ async fn a_create_that_cannot_be_made_durable_answers_503_and_its_chat_never_exi
         search: None,
         admin_token: None,
         body_limit: 256 * 1024,
+        bulletin: Arc::new(chatsys_bulletin::InProcessBulletin::default()),
+        live: chatsys_api::live::LiveLimits {
+            max_subscribers: 10,
+            backlog: 16,
+            heartbeat: std::time::Duration::from_secs(15),
+        },
     }));
 
     let (status, _, a) = call(&app, "POST", "/applications", Some(json!({"name": "x"}))).await;
@@ -137,6 +143,12 @@ async fn readiness_names_the_dependency_that_is_down() {
         search: None,
         admin_token: None,
         body_limit: 256 * 1024,
+        bulletin: Arc::new(chatsys_bulletin::InProcessBulletin::default()),
+        live: chatsys_api::live::LiveLimits {
+            max_subscribers: 10,
+            backlog: 16,
+            heartbeat: std::time::Duration::from_secs(15),
+        },
     }));
     assert_eq!(call(&app, "GET", "/readyz", None).await.0, StatusCode::OK);
     drop(source); // the writer is gone

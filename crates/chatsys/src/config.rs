@@ -87,6 +87,19 @@ pub struct Config {
     #[arg(long, env = "CHATSYS_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub write_timeout: Duration,
 
+    /// Live events: open event streams per server at most (more get 503)
+    #[arg(long, env = "CHATSYS_EVENTS_MAX_SUBSCRIBERS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub events_max_subscribers: u32,
+
+    /// Live events: events waiting for one subscriber at most before it is cut off (it then
+    /// reconnects with Last-Event-ID and loses nothing)
+    #[arg(long, env = "CHATSYS_EVENTS_BACKLOG", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub events_backlog: u32,
+
+    /// Live events: a comment line at least this often while nothing else is sent
+    #[arg(long, env = "CHATSYS_EVENTS_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration, global = true)]
+    pub events_heartbeat: Duration,
+
     /// The largest request body accepted, in bytes (larger ones get 413)
     #[arg(long, env = "CHATSYS_BODY_LIMIT", default_value_t = 256 * 1024, global = true)]
     pub body_limit: usize,
@@ -110,6 +123,14 @@ impl Config {
     /// RabbitMQ publisher).
     pub fn batches(&self) -> chatsys_worker::BatchConfig {
         chatsys_worker::BatchConfig { max_commands: self.batch_max as usize, linger: self.batch_linger }
+    }
+
+    pub fn live(&self) -> chatsys_api::live::LiveLimits {
+        chatsys_api::live::LiveLimits {
+            max_subscribers: self.events_max_subscribers as usize,
+            backlog: self.events_backlog as usize,
+            heartbeat: self.events_heartbeat,
+        }
     }
 
     /// Embedded with none of the database, Redis and AMQP URLs; distributed with all three;
@@ -159,6 +180,9 @@ impl fmt::Debug for Config {
             .field("write_timeout", &self.write_timeout)
             .field("queue_capacity", &self.queue_capacity)
             .field("search_commit_interval", &self.search_commit_interval)
+            .field("events_max_subscribers", &self.events_max_subscribers)
+            .field("events_backlog", &self.events_backlog)
+            .field("events_heartbeat", &self.events_heartbeat)
             .field("body_limit", &self.body_limit)
             .finish()
     }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use chatsys_api::{AppState, Services};
+use chatsys_bulletin::RedisBulletin;
 use chatsys_core::ports::{SearchIndex, Store};
 use chatsys_counters::{RedisIdempotencyKeys, RedisNumbering, RedisNumberingConfig};
 use chatsys_queue::rabbitmq::{RabbitConfig, RabbitQueue, RabbitSource};
@@ -76,6 +77,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     numbering.counters().initialize().await.context("initialising the counters in Redis")?;
     let search = open_search(&config).await?;
+    let bulletin = Arc::new(RedisBulletin::new(
+        &url(&config.redis_url, "CHATSYS_REDIS_URL")?,
+        redis.clone(),
+        &config.redis_prefix,
+    )?);
     tracing::info!(
         search = if search.is_some() { "elasticsearch" } else { "not configured (answers 503)" },
         "distributed mode: mysql store, redis numbering, rabbitmq queue"
@@ -88,6 +94,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         search: search.map(|s| s as Arc<dyn SearchIndex>),
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         body_limit: config.body_limit,
+        bulletin,
+        live: config.live(),
     };
     serve_http(&config, AppState::new(services)).await?;
     mysql.close().await;
@@ -98,8 +106,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 pub async fn worker(config: Config) -> anyhow::Result<()> {
     let mysql = open_store(&config).await?;
     let store = bounded(&mysql, &config);
+    let redis_url = url(&config.redis_url, "CHATSYS_REDIS_URL")?;
+    let redis =
+        chatsys_counters::redis::connect(&redis_url).await.context("connecting to Redis (CHATSYS_REDIS_URL)")?;
+    let bulletin = Arc::new(RedisBulletin::new(&redis_url, redis, &config.redis_prefix)?);
     let mut consumer = Consumer::new(Box::new(RabbitSource::new(rabbit(&config)?)), store.clone(), config.batches())
-        .with_patience(Patience::UntilAvailable);
+        .with_patience(Patience::UntilAvailable)
+        .with_bulletin(bulletin);
     if let Some(search) = open_search(&config).await? {
         consumer = consumer.with_search(search);
     }

@@ -36,6 +36,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.config.log_format);
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
         match cli.command.unwrap_or(Command::Serve) {
@@ -49,6 +50,20 @@ fn main() -> anyhow::Result<()> {
         tracing::error!(error = format!("{e:#}"), "chatsys stopped");
     }
     result
+}
+
+/// Every open connection (a live-event stream stays open) is a file: take as many as the
+/// hard limit allows, and say how many that is.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(open_files = hard, was = soft, "raised the open-files limit to the hard limit"),
+            Err(e) => tracing::warn!(error = %e, open_files = soft, "cannot raise the open-files limit"),
+        },
+        Ok((soft, _)) => tracing::info!(open_files = soft, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use axum::serve::ListenerExt as _;
 use chatsys_api::{AppState, Services, router};
+use chatsys_bulletin::InProcessBulletin;
 use chatsys_core::ports::Store;
 use chatsys_counters::{InProcessNumbering, LocalIdempotencyKeys};
 use chatsys_queue::in_process;
@@ -95,7 +96,10 @@ async fn serve_embedded(config: Config) -> anyhow::Result<()> {
     let index = open_embedded_index(&config, &store).await?;
     tracing::info!(data_dir = %config.data_dir.display(), "embedded mode: sqlite store, tantivy search, in-process numbering and queue");
     let (queue, source) = in_process::channel(config.queue_capacity as usize, ENQUEUE_TIMEOUT);
-    let consumer = Consumer::new(Box::new(source), store.clone(), config.batches()).with_search(index.clone());
+    let bulletin = Arc::new(InProcessBulletin::default());
+    let consumer = Consumer::new(Box::new(source), store.clone(), config.batches())
+        .with_search(index.clone())
+        .with_bulletin(bulletin.clone());
     let writer = tokio::spawn(consumer.run());
     let reconciler = tokio::spawn(reconcile::run(store.clone(), config.reconcile_interval));
 
@@ -107,6 +111,8 @@ async fn serve_embedded(config: Config) -> anyhow::Result<()> {
         search: Some(index.clone()),
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         body_limit: config.body_limit,
+        bulletin,
+        live: config.live(),
     };
     serve_http(&config, AppState::new(services)).await?;
 
@@ -135,7 +141,13 @@ pub(crate) async fn serve_http(config: &Config, state: AppState) -> anyhow::Resu
         }
     });
     tracing::info!(%addr, "listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let streams = state.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        // event streams never end by themselves: end them, so the server can finish
+        streams.close_streams();
+    };
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }
 

@@ -71,6 +71,9 @@ pub trait Store: Send + Sync + 'static {
     /// stored.
     async fn chat_position(&self, app: AppId, chat: ChatNumber) -> Result<Option<ChatPosition>>;
 
+    /// The current position of each of these chats whose row is stored.
+    async fn chat_positions(&self, chats: &[(AppId, ChatNumber)]) -> Result<Vec<(AppId, ChatNumber, ChatPosition)>>;
+
     /// The messages of the chat changed by commits after position `after`, each once in its
     /// current state, in position order, at most `limit` (a replay of live events).
     async fn message_changes(
@@ -331,4 +334,27 @@ pub trait SearchIndex: Send + Sync + 'static {
         after: Option<SearchPosition>,
         limit: u32,
     ) -> Result<Vec<SearchHit>>;
+}
+
+/// News every API process must hear at once: a chat that moved to a new position (its live
+/// subscribers have changes to read), an application that was erased (its token must stop
+/// resolving). Delivery is best effort: a lost item costs latency, never an event (the
+/// store stays the truth; subscribed chats are re-read every second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum News {
+    Advanced { app: AppId, chat: ChatNumber, position: Position },
+    Erased { app: AppId },
+}
+
+/// Called with every item of news heard, in order, from one task.
+pub type Listener = std::sync::Arc<dyn Fn(News) + Send + Sync>;
+
+/// Where news is announced: one subscription per process, not per client.
+#[async_trait]
+pub trait Bulletin: Send + Sync + 'static {
+    async fn publish(&self, news: &[News]) -> Result<()>;
+
+    /// From now on, hands every item published by any process (this one too) to `listener`.
+    fn subscribe(&self, listener: Listener);
 }

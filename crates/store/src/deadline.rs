@@ -113,6 +113,10 @@ impl Store for Deadline {
         self.run("reading a chat's position", self.inner.chat_position(app, chat)).await
     }
 
+    async fn chat_positions(&self, chats: &[(AppId, ChatNumber)]) -> Result<Vec<(AppId, ChatNumber, ChatPosition)>> {
+        self.run("reading chats' positions", self.inner.chat_positions(chats)).await
+    }
+
     async fn message_changes(
         &self,
         app: AppId,

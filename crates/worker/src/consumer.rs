@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatsys_core::ports::{BatchOutcome, ChangedMessage, CommandSource, Delivery, Refused, SearchIndex, Store};
+use chatsys_core::ports::{
+    BatchOutcome, Bulletin, ChangedMessage, CommandSource, Delivery, News, Refused, SearchIndex, Store,
+};
 use chatsys_core::{Error, ErrorKind, Queued, Result};
 
 use chatsys_queue::batcher::{BatchConfig, Deliveries, next_batch};
@@ -12,6 +14,7 @@ pub struct Consumer {
     source: Box<dyn CommandSource>,
     store: Arc<dyn Store>,
     search: Option<Arc<dyn SearchIndex>>,
+    bulletin: Option<Arc<dyn Bulletin>>,
     config: BatchConfig,
     patience: Patience,
 }
@@ -45,11 +48,17 @@ const DETERMINISTIC_ATTEMPTS: u32 = 3;
 
 impl Consumer {
     pub fn new(source: Box<dyn CommandSource>, store: Arc<dyn Store>, config: BatchConfig) -> Self {
-        Self { source, store, search: None, config, patience: Patience::Brief }
+        Self { source, store, search: None, bulletin: None, config, patience: Patience::Brief }
     }
 
     pub fn with_patience(mut self, patience: Patience) -> Self {
         self.patience = patience;
+        self
+    }
+
+    /// Announces the chats each written batch moved (live events).
+    pub fn with_bulletin(mut self, bulletin: Arc<dyn Bulletin>) -> Self {
+        self.bulletin = Some(bulletin);
         self
     }
 
@@ -85,6 +94,7 @@ impl Consumer {
             Ok(outcome) => {
                 let written = started.elapsed();
                 record_written(&commands, written);
+                self.announce(&outcome).await;
                 self.index(&outcome).await;
                 settle_all(batch, None).await;
                 tracing::trace!(
@@ -132,6 +142,7 @@ impl Consumer {
             match write(self.store.as_ref(), part, self.patience, 1).await {
                 Ok(outcome) => {
                     record_written(part, Duration::ZERO);
+                    self.announce(&outcome).await;
                     self.index(&outcome).await;
                 }
                 Err(e) if e.kind() == ErrorKind::Unavailable => {
@@ -194,6 +205,22 @@ async fn settle_each(batch: Vec<Delivery>, verdicts: Vec<Verdict>) {
 }
 
 impl Consumer {
+    /// Tells every API process which chats moved; a lost announcement costs latency only.
+    async fn announce(&self, outcome: &BatchOutcome) {
+        let Some(bulletin) = &self.bulletin else { return };
+        if outcome.advanced.is_empty() {
+            return;
+        }
+        let news: Vec<News> = outcome
+            .advanced
+            .iter()
+            .map(|a| News::Advanced { app: a.app, chat: a.chat, position: a.position })
+            .collect();
+        if let Err(e) = bulletin.publish(&news).await {
+            tracing::debug!(error = %e, "news of a batch not announced; subscribers read it within a second");
+        }
+    }
+
     /// The store is the truth: a batch that could not be indexed is still acknowledged, and
     /// the index catches up from the store (on start, or by `chatsys reindex`).
     async fn index(&self, outcome: &BatchOutcome) {

@@ -2,6 +2,7 @@
 
 pub mod applications;
 pub mod chats;
+pub mod events;
 pub mod health;
 pub mod messages;
 pub mod search;

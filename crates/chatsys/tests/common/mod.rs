@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod load;
+pub mod sse;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};

@@ -490,6 +490,28 @@ impl Store for SqliteStore {
         Ok(row.map(|(position, deleted)| ChatPosition { position: Position(position as u64), deleted }))
     }
 
+    async fn chat_positions(&self, chats: &[(AppId, ChatNumber)]) -> Result<Vec<(AppId, ChatNumber, ChatPosition)>> {
+        let mut out = Vec::with_capacity(chats.len());
+        for piece in crate::batch::pieces(chats) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT application_id, number, last_position, deleted FROM chats WHERE (application_id, number) IN (VALUES ",
+            );
+            let mut list = qb.separated(", ");
+            for (app, chat) in piece {
+                list.push("(").push_bind_unseparated(app.0).push_unseparated(", ");
+                list.push_bind_unseparated(chat.as_i64()).push_unseparated(")");
+            }
+            qb.push(")");
+            let rows: Vec<(i64, i64, i64, bool)> =
+                qb.build_query_as().fetch_all(&self.readers).await.map_err(store_error("reading chats' positions"))?;
+            for (app, chat, position, deleted) in rows {
+                let position = ChatPosition { position: Position(position as u64), deleted };
+                out.push((AppId(app), stored_number(chat, ChatNumber::new)?, position));
+            }
+        }
+        Ok(out)
+    }
+
     async fn message_changes(
         &self,
         app: AppId,

@@ -224,6 +224,15 @@ pub async fn positions_follow_commits_and_a_replay_carries_each_change_once(stor
     assert_eq!(after, [3], "strictly after the position, at most the limit");
     let theirs = store.message_changes(other, chat(1), Position(0), 100).await.unwrap();
     assert_eq!(theirs.len(), 1, "another application's chat has its own positions");
+    let mut positions: Vec<(AppId, u64, u64)> = store
+        .chat_positions(&[(app, chat(1)), (other, chat(1)), (app, chat(9))])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(a, c, p)| (a, c.get(), p.position.get()))
+        .collect();
+    positions.sort_unstable();
+    assert_eq!(positions, [(app, 1, 4), (other, 1, 1)], "every stored chat asked for, once");
 }
 
 pub async fn a_message_delete_is_final_and_keeps_its_number(store: &dyn Store) {
