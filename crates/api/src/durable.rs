@@ -13,6 +13,16 @@ use chatsys_core::{Command, Error, Queued, Version};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Submits an edit or a delete, in a task of its own: a client that goes away cannot cut
+/// the submit short, so its outcome is settled either way.
+pub(crate) async fn change(state: &AppState, command: Command) -> Result<(), ApiError> {
+    let state = state.clone();
+    tokio::spawn(async move { state.queue.submit(Queued::from(command)).await })
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(ApiError::from)
+}
+
 /// Submits a create; on failure, voids its number (and sends its tombstone where needed).
 pub(crate) async fn create(state: &AppState, queued: Queued) -> Result<(), ApiError> {
     let command = queued.command.clone();

@@ -1,7 +1,8 @@
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
-use chatsys_core::ports::{Bulletin, CreateQueue, IdempotencyKeys, Numbering, SearchIndex, Store};
+use chatsys_core::ports::{Bulletin, CreateQueue, Erasure, IdempotencyKeys, News, Numbering, SearchIndex, Store};
 use chatsys_core::{AppId, AppToken};
 use quick_cache::sync::Cache;
 
@@ -31,8 +32,9 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     services: Services,
     hub: Arc<Hub>,
-    /// Token → internal id. Tokens never change and applications are never deleted, so
-    /// entries never go stale; only hits are cached (a token may come into being later).
+    /// Token → internal id. Tokens never change; an erased application's entry is dropped at
+    /// once on every server (news of the erasure); only hits are cached (a token may come
+    /// into being later).
     app_ids: Cache<AppToken, AppId>,
 }
 
@@ -42,7 +44,51 @@ impl AppState {
     /// Starts the live-events hub too: call within the runtime.
     pub fn new(services: Services) -> Self {
         let hub = Hub::start(services.store.clone(), services.bulletin.as_ref(), services.live);
-        Self(Arc::new(Inner { services, hub, app_ids: Cache::new(APP_ID_CACHE_ENTRIES) }))
+        let inner = Arc::new(Inner { services, hub, app_ids: Cache::new(APP_ID_CACHE_ENTRIES) });
+        let weak = Arc::downgrade(&inner);
+        inner.services.bulletin.subscribe(Arc::new(move |news| {
+            if let (News::Erased { app }, Some(inner)) = (news, weak.upgrade()) {
+                inner.app_ids.retain(|_, id| *id != app);
+            }
+        }));
+        Self(inner)
+    }
+
+    /// Erases an application: the store first (one transaction), then its counters, its
+    /// search documents and, on every server, its token.
+    pub async fn erase_application(&self, app: AppId, token: &AppToken) -> Result<(), ApiError> {
+        if !self.store.erase_application(app, token).await? {
+            return Err(unknown_application());
+        }
+        self.0.app_ids.remove(token);
+        if let Err(e) = self.numbering.forget_application(app).await {
+            tracing::warn!(error = %e, "an erased application's counters were not removed");
+        }
+        if let Err(e) = self.idempotency.forget_application(token).await {
+            tracing::warn!(error = %e, "an erased application's idempotency answers were not removed; they expire in 24 h");
+        }
+        if let Some(search) = self.search.clone() {
+            // the store is erased; the index must follow, however long that takes
+            tokio::spawn(async move {
+                let mut wait = Duration::from_millis(200);
+                for _ in 0..30 {
+                    match search.index(&[], &[Erasure::Application(app)], 0).await {
+                        Ok(()) => return,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "an erased application's search documents remain: retrying")
+                        }
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+                tracing::error!("an erased application's search documents could not be removed");
+            });
+        }
+        if let Err(e) = self.bulletin.publish(&[News::Erased { app }]).await {
+            tracing::warn!(error = %e, "news of an erasure not announced; other servers forget the token later");
+        }
+        metrics::counter!("chatsys_applications_erased_total").increment(1);
+        Ok(())
     }
 
     pub fn live(&self) -> &Arc<Hub> {

@@ -60,8 +60,9 @@ pub trait Store: Send + Sync + 'static {
     /// The record of an idempotent request, if one younger than the retention period exists.
     async fn idempotency_record(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>>;
 
-    /// The highest chat number stored for the application (0 when none).
-    async fn highest_chat_number(&self, app: AppId) -> Result<u64>;
+    /// The highest chat number stored for the application (0 when none), tombstones
+    /// included; `None` when the application does not exist (any more).
+    async fn highest_chat_number(&self, app: AppId) -> Result<Option<u64>>;
 
     /// What the chat's counters start from, or `None` when the chat's row is not stored or
     /// is a tombstone. Number allocation seeds its counters from this.
@@ -92,6 +93,18 @@ pub trait Store: Send + Sync + 'static {
     /// Recomputes `chats_count` and `messages_count` from the rows and forgets expired
     /// idempotency records.
     async fn reconcile(&self) -> Result<Reconciled>;
+
+    /// Erases the application: its row, its chats and messages, and the idempotency records
+    /// of its requests, in one transaction. False when there was none.
+    async fn erase_application(&self, app: AppId, token: &AppToken) -> Result<bool>;
+}
+
+/// What an index must forget at once: a deleted chat's messages, or everything of an erased
+/// application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erasure {
+    Chat(AppId, ChatNumber),
+    Application(AppId),
 }
 
 /// What a batch changed.
@@ -115,7 +128,7 @@ pub struct BatchOutcome {
     /// the batch that changed them was committed but never indexed.
     pub unchanged: Vec<ChangedMessage>,
     /// Chats deleted by this batch: their messages are erased from the store.
-    pub erased_chats: Vec<(AppId, ChatNumber)>,
+    pub erased_chats: Vec<Erasure>,
     /// Every chat that moved to a new position, with its new position (live events).
     pub advanced: Vec<Advanced>,
 }
@@ -194,6 +207,10 @@ pub trait Numbering: Send + Sync + 'static {
     /// that the message exists (handed out, not voided or deleted, stored yet or not); `None`
     /// when it does not. Versions increase per chat.
     async fn next_version(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<Option<Version>>;
+
+    /// Forgets every counter of an erased application (its token no longer resolves, so no
+    /// number of it is ever asked for again).
+    async fn forget_application(&self, app: AppId) -> Result<()>;
 
     /// Remembers that this chat is gone (its create failed after its number was handed out,
     /// or it was deleted), so the number is never treated as an existing chat again.
@@ -282,6 +299,10 @@ pub trait IdempotencyKeys: Send + Sync + 'static {
 
     /// The request holding the key failed; a repeat may try again.
     async fn release(&self, scope: &str, key: &str);
+
+    /// Forgets every answer kept for requests of an erased application (outside the store,
+    /// which erases its own copies with the application).
+    async fn forget_application(&self, token: &AppToken) -> Result<()>;
 }
 
 /// A store's record of which messages each batch changed, for a search index that commits
@@ -296,6 +317,10 @@ pub trait ChangeFeed: Send + Sync + 'static {
         after: Option<&(u64, ChangedMessage)>,
         limit: u32,
     ) -> Result<Vec<(u64, ChangedMessage)>>;
+
+    /// Chats and applications erased after batch `rev`, each with its batch (an
+    /// application's erasure takes one too), oldest first.
+    async fn erasures_since(&self, rev: u64) -> Result<Vec<(u64, Erasure)>>;
 }
 
 /// Where a page of search hits ends: a hit's score and number.
@@ -313,9 +338,10 @@ pub type SearchHit = SearchPosition;
 pub trait SearchIndex: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 
-    /// Makes these bodies the searchable text of their messages, replacing earlier ones.
-    /// `rev` is the batch's [`BatchOutcome::rev`].
-    async fn index(&self, changed: &[ChangedMessage], rev: u64) -> Result<()>;
+    /// Makes these bodies the searchable text of their messages, replacing earlier ones (a
+    /// message without a body is removed), and forgets what `erased` names. `rev` is the
+    /// batch's [`BatchOutcome::rev`].
+    async fn index(&self, changed: &[ChangedMessage], erased: &[Erasure], rev: u64) -> Result<()>;
 
     /// An index that keeps versions (and ignores a body older than the one it holds) takes
     /// every create and edit of a batch, so that a redelivered batch is indexed again even

@@ -72,6 +72,8 @@ pub trait Counters: Send + Sync + 'static {
     async fn seed_chat(&self, app: AppId, chat: ChatNumber, seed: ChatSeed) -> Result<()>;
     async fn void_chat(&self, app: AppId, chat: ChatNumber) -> Result<()>;
     async fn void_message(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<()>;
+    /// Removes every counter of the application.
+    async fn forget_app(&self, app: AppId) -> Result<()>;
 }
 
 /// The numbering service: the floor-and-void rules over some [`Counters`].
@@ -92,7 +94,12 @@ impl<C: Counters> FloorNumbering<C> {
     async fn seed_app(&self, app: AppId) -> Result<()> {
         self.counters.guard_seed().await?;
         metrics::counter!("chatsys_counter_seeds_total", "kind" => "chat").increment(1);
-        let highest = self.store.highest_chat_number(app).await?;
+        // an application erased meanwhile (a server that has not heard yet) gets no counters
+        let highest = self
+            .store
+            .highest_chat_number(app)
+            .await?
+            .ok_or_else(|| Error::not_found("no application has this token"))?;
         self.counters.seed_app(app, highest).await
     }
 
@@ -178,6 +185,10 @@ impl<C: Counters> Numbering for FloorNumbering<C> {
             Step::NoSuchChat | Step::NoSuchMessage => Ok(None),
             step => Err(Error::internal(format!("unexpected counter step {step:?}"))),
         }
+    }
+
+    async fn forget_application(&self, app: AppId) -> Result<()> {
+        self.counters.forget_app(app).await
     }
 
     async fn void_chat(&self, app: AppId, chat: ChatNumber) -> Result<()> {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chatsys_core::ports::{Claim, IdempotencyKeys, Store};
-use chatsys_core::{Error, IdempotencyRecord, Result};
+use chatsys_core::{AppToken, Error, IdempotencyRecord, Result};
 
 pub struct LocalIdempotencyKeys {
     store: Arc<dyn Store>,
@@ -50,6 +50,11 @@ impl IdempotencyKeys for LocalIdempotencyKeys {
     async fn release(&self, scope: &str, key: &str) {
         self.in_flight.lock().expect("poisoned").remove(&(scope.to_owned(), key.to_owned()));
     }
+
+    async fn forget_application(&self, _: &AppToken) -> Result<()> {
+        // answers live only in the store here, which erases them with the application
+        Ok(())
+    }
 }
 
 /// Idempotency keys shared by every API server through Redis. The answer is kept in Redis
@@ -75,6 +80,17 @@ impl RedisIdempotencyKeys {
         let digest = sha_hex(&format!("{scope}\n{key}"));
         format!("{}:idem:{digest}", self.prefix)
     }
+
+    /// The set of an application's answers (its erasure removes them): every answer's
+    /// location names its application, `/applications/<token>…`.
+    fn of_application(&self, token: &str) -> String {
+        format!("{}:idem-of:{}", self.prefix, sha_hex(token))
+    }
+}
+
+/// The token a location names (`/applications/<token>`, or below it).
+fn token_of(location: &str) -> Option<&str> {
+    location.strip_prefix("/applications/")?.split('/').next().filter(|t| !t.is_empty())
 }
 
 fn sha_hex(text: &str) -> String {
@@ -124,16 +140,28 @@ impl IdempotencyKeys for RedisIdempotencyKeys {
     }
 
     async fn complete(&self, record: &IdempotencyRecord) -> Result<()> {
-        use redis::AsyncCommands as _;
         let json =
             serde_json::to_string(record).map_err(|e| Error::internal("cannot encode a record").with_source(e))?;
         let ttl = (IdempotencyRecord::RETENTION_MICROS / 1_000_000) as u64;
-        let _: () = self
-            .redis
-            .clone()
-            .set_ex(self.key(&record.scope, &record.key), json, ttl)
-            .await
-            .map_err(crate::redis::redis_error)?;
+        let name = self.key(&record.scope, &record.key);
+        let mut pipe = redis::pipe();
+        pipe.set_ex(&name, json, ttl).ignore();
+        if let Some(token) = token_of(&record.location) {
+            let set = self.of_application(token);
+            pipe.sadd(&set, &name).ignore().expire(&set, ttl as i64).ignore();
+        }
+        let _: () = pipe.query_async(&mut self.redis.clone()).await.map_err(crate::redis::redis_error)?;
+        Ok(())
+    }
+
+    async fn forget_application(&self, token: &AppToken) -> Result<()> {
+        use redis::AsyncCommands as _;
+        let set = self.of_application(token.as_str());
+        let mut redis = self.redis.clone();
+        let names: Vec<String> = redis.smembers(&set).await.map_err(crate::redis::redis_error)?;
+        let mut doomed = names;
+        doomed.push(set);
+        let _: () = redis.del(doomed).await.map_err(crate::redis::redis_error)?;
         Ok(())
     }
 

@@ -114,6 +114,12 @@ impl Counters for InProcessCounters {
         Ok(())
     }
 
+    async fn forget_app(&self, app: AppId) -> Result<()> {
+        self.apps.lock().expect("poisoned").remove(&app);
+        self.chats.lock().expect("poisoned").retain(|(a, _), _| *a != app);
+        Ok(())
+    }
+
     async fn void_message(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<()> {
         if let Some(c) = self.chats.lock().expect("poisoned").get_mut(&(app, chat)) {
             c.messages.voids.insert(number.get());

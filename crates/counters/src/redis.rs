@@ -284,6 +284,30 @@ impl Counters for RedisCounters {
         Ok(())
     }
 
+    async fn forget_app(&self, app: AppId) -> Result<()> {
+        let mut redis = self.redis.clone();
+        let pattern = self.app_key(app, "*");
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_error)?;
+            if !keys.is_empty() {
+                let _: () = redis.del(keys).await.map_err(redis_error)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
     async fn void_message(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<()> {
         let _: () = self
             .redis

@@ -25,6 +25,10 @@ impl ChangeFeed for NoChanges {
     ) -> Result<Vec<(u64, ChangedMessage)>> {
         Ok(Vec::new())
     }
+
+    async fn erasures_since(&self, _: u64) -> Result<Vec<(u64, chatsys_core::ports::Erasure)>> {
+        Ok(Vec::new())
+    }
 }
 
 /// A small deterministic generator (xorshift), so runs compare.
@@ -109,11 +113,11 @@ async fn main() {
             first_write: true,
         });
         if batch.len() == 1000 {
-            index.index(&batch, (i / 1000) as u64 + 1).await.unwrap();
+            index.index(&batch, &[], (i / 1000) as u64 + 1).await.unwrap();
             batch.clear();
         }
     }
-    index.index(&batch, u64::MAX / 2).await.unwrap();
+    index.index(&batch, &[], u64::MAX / 2).await.unwrap();
     index.flush().await.unwrap();
     let took = started.elapsed();
     let size = dir_size(&dir.path().join("search"));

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chatsys_core::ports::{ChangedMessage, SearchHit, SearchIndex, SearchPosition};
+use chatsys_core::ports::{ChangedMessage, Erasure, SearchHit, SearchIndex, SearchPosition};
 use chatsys_core::{AppId, ChatNumber, Error, MessageNumber, Result, SearchQuery, Timestamp};
 use serde_json::{Value, json};
 
@@ -105,6 +105,17 @@ pub fn bulk_body(index: &str, docs: &[ChangedMessage]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The `_delete_by_query` body of an erasure, and its routing (a chat's documents live on
+/// its chat's shard).
+pub fn erase_query(erasure: Erasure) -> (Value, Option<String>) {
+    match erasure {
+        Erasure::Chat(app, chat) => {
+            (json!({"query": {"term": {"chat": chat_key(app, chat)}}}), Some(chat_key(app, chat)))
+        }
+        Erasure::Application(app) => (json!({"query": {"term": {"app": app.0}}}), None),
+    }
 }
 
 /// What a `_bulk` response says: the positions of items to send again (429, 5xx); an
@@ -276,6 +287,27 @@ impl ElasticIndex {
         }
     }
 
+    /// Deletes every document of a deleted chat or an erased application, and refreshes, so
+    /// that no search finds them and no document keeps their text.
+    async fn erase(&self, erasure: Erasure) -> Result<()> {
+        let (query, routing) = erase_query(erasure);
+        let mut request = self
+            .http
+            .post(self.url(&format!("/{}/_delete_by_query", self.config.alias)))
+            .query(&[("refresh", "true"), ("conflicts", "proceed")])
+            .json(&query);
+        if let Some(routing) = routing {
+            request = request.query(&[("routing", routing)]);
+        }
+        let response = request.send().await.map_err(unavailable("erasing"))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() && body["failures"].as_array().is_none_or(Vec::is_empty) {
+            return Ok(());
+        }
+        Err(Error::unavailable(format!("elasticsearch did not erase ({status}): {}", body["error"]["reason"])))
+    }
+
     /// Builds a new index from the store's messages and swaps the alias to it: a first pass
     /// into the new index, the swap, then a second pass through the alias (versions make it
     /// a no-op for what is there) for what changed during the first.
@@ -346,7 +378,10 @@ impl SearchIndex for ElasticIndex {
         }
     }
 
-    async fn index(&self, changed: &[ChangedMessage], _rev: u64) -> Result<()> {
+    async fn index(&self, changed: &[ChangedMessage], erased: &[Erasure], _rev: u64) -> Result<()> {
+        for erasure in erased {
+            self.erase(*erasure).await?;
+        }
         if changed.is_empty() {
             return Ok(());
         }

@@ -19,7 +19,7 @@ use ::tantivy::schema::{FAST, Field, IndexRecordOption, STRING, Schema, TextFiel
 use ::tantivy::tokenizer::TextAnalyzer;
 use ::tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument, Term};
 use async_trait::async_trait;
-use chatsys_core::ports::{ChangeFeed, ChangedMessage, SearchHit, SearchIndex, SearchPosition};
+use chatsys_core::ports::{ChangeFeed, ChangedMessage, Erasure, SearchHit, SearchIndex, SearchPosition};
 use chatsys_core::{AppId, ChatNumber, Error, MessageNumber, Result, SearchQuery};
 
 use crate::ngram::{GRAMS, Grams, prefix_range, trigrams_of};
@@ -55,7 +55,7 @@ struct Fields {
 }
 
 enum Job {
-    Index { docs: Vec<ChangedMessage>, rev: u64 },
+    Index { docs: Vec<ChangedMessage>, erased: Vec<Erasure>, rev: u64 },
     Flush(tokio::sync::oneshot::Sender<Result<()>>),
 }
 
@@ -161,6 +161,7 @@ impl TantivyIndex {
                         committed: rev,
                         rev,
                         dirty: false,
+                        erasing: false,
                         last_commit: Instant::now(),
                         failing: None,
                         healthy: &healthy,
@@ -222,6 +223,36 @@ fn write_doc(writer: &IndexWriter, fields: Fields, change: &ChangedMessage) -> R
     Ok(())
 }
 
+/// Removes every document of a deleted chat or an erased application.
+fn erase(writer: &IndexWriter, fields: Fields, erasure: Erasure) -> Result<()> {
+    match erasure {
+        Erasure::Chat(app, chat) => {
+            writer.delete_term(Term::from_field_text(fields.chat, &chat_key(app, chat)));
+        }
+        Erasure::Application(app) => {
+            // every chat key of the application: "<app>/…"
+            let (first, last) = (format!("{}/", app.0), format!("{}/{}", app.0, char::MAX));
+            let bound = |key: &str| Bound::Included(Term::from_field_text(fields.chat, key));
+            writer
+                .delete_query(Box::new(RangeQuery::new(bound(&first), bound(&last))))
+                .map_err(index_error("erasing an application"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the segments that hold deleted documents, so that no file keeps deleted text
+/// (a delete alone only marks a document as gone).
+fn merge_away_deletes(writer: &mut IndexWriter) -> Result<()> {
+    let metas = writer.index().searchable_segment_metas().map_err(index_error("listing segments"))?;
+    let segments: Vec<_> = metas.iter().filter(|m| m.has_deletes()).map(|m| m.id()).collect();
+    if !segments.is_empty() {
+        tracing::debug!(segments = segments.len(), "merging away deleted documents");
+        drop(writer.merge(&segments));
+    }
+    Ok(())
+}
+
 fn commit(writer: &mut IndexWriter, rev: u64) -> Result<()> {
     let mut prepared = writer.prepare_commit().map_err(index_error("preparing a commit"))?;
     prepared.set_payload(&payload(rev));
@@ -232,6 +263,11 @@ fn commit(writer: &mut IndexWriter, rev: u64) -> Result<()> {
 /// Indexes every change the store made after batch `since` and commits; the batch the
 /// index covers now.
 async fn catch_up(writer: &mut IndexWriter, fields: Fields, feed: &dyn ChangeFeed, since: u64) -> Result<u64> {
+    let erasures = feed.erasures_since(since).await?;
+    for (_, erasure) in &erasures {
+        erase(writer, fields, *erasure)?;
+    }
+    let erased_up_to = erasures.last().map(|(rev, _)| *rev);
     let mut last: Option<(u64, ChangedMessage)> = None;
     let mut caught_up = 0usize;
     loop {
@@ -243,9 +279,13 @@ async fn catch_up(writer: &mut IndexWriter, fields: Fields, feed: &dyn ChangeFee
         caught_up += page.len();
         last = Some(end);
     }
-    let Some((rev, _)) = last else { return Ok(since) };
+    let rev = last.map(|(rev, _)| rev).max(erased_up_to);
+    let Some(rev) = rev else { return Ok(since) };
     commit(writer, rev)?;
-    tracing::info!(messages = caught_up, rev, "search index caught up with the store");
+    if erased_up_to.is_some() {
+        merge_away_deletes(writer)?;
+    }
+    tracing::info!(messages = caught_up, erasures = erasures.len(), rev, "search index caught up with the store");
     Ok(rev)
 }
 
@@ -277,6 +317,8 @@ struct Indexer<'a> {
     /// The newest store batch handed to the indexer.
     rev: u64,
     dirty: bool,
+    /// Something was deleted since the last commit: its segments are merged after it.
+    erasing: bool,
     last_commit: Instant,
     failing: Option<Backoff>,
     healthy: &'a AtomicBool,
@@ -293,10 +335,14 @@ impl Indexer<'_> {
                 None => Duration::from_secs(3600),
             };
             match jobs.recv_timeout(wait) {
-                Ok(Job::Index { docs, rev }) => {
+                Ok(Job::Index { docs, erased, rev }) => {
                     self.rev = self.rev.max(rev);
                     if self.failing.is_none() {
-                        let added = docs.iter().try_for_each(|d| write_doc(&self.writer, self.fields, d));
+                        self.erasing |= !erased.is_empty() || docs.iter().any(|d| d.body.is_none());
+                        let added = erased
+                            .iter()
+                            .try_for_each(|e| erase(&self.writer, self.fields, *e))
+                            .and_then(|()| docs.iter().try_for_each(|d| write_doc(&self.writer, self.fields, d)));
                         self.dirty = true;
                         if let Err(e) = added {
                             self.fail(e);
@@ -343,6 +389,9 @@ impl Indexer<'_> {
         self.reader.reload().map_err(index_error("reloading the reader"))?;
         self.last_commit = Instant::now();
         self.dirty = false;
+        if std::mem::take(&mut self.erasing) {
+            merge_away_deletes(&mut self.writer)?;
+        }
         Ok(())
     }
 
@@ -430,11 +479,11 @@ impl SearchIndex for TantivyIndex {
         }
     }
 
-    async fn index(&self, changed: &[ChangedMessage], rev: u64) -> Result<()> {
-        if changed.is_empty() {
+    async fn index(&self, changed: &[ChangedMessage], erased: &[Erasure], rev: u64) -> Result<()> {
+        if changed.is_empty() && erased.is_empty() {
             return Ok(());
         }
-        self.send(Job::Index { docs: changed.to_vec(), rev }).await
+        self.send(Job::Index { docs: changed.to_vec(), erased: erased.to_vec(), rev }).await
     }
 
     async fn search(

@@ -103,7 +103,7 @@ async fn a_missing_alias_gets_an_index_created_behind_it() {
 #[tokio::test]
 async fn bulk_requests_are_ndjson_with_natural_ids_routing_and_external_versions() {
     let (index, mock) = connected(vec![(200, fixture("bulk_ok.json"))]).await;
-    index.index(&[doc(1, "hello \"world\"\nsecond line", 7), doc(2, "x", 9)], 0).await.unwrap();
+    index.index(&[doc(1, "hello \"world\"\nsecond line", 7), doc(2, "x", 9)], &[], 0).await.unwrap();
     let seen = mock.seen.lock().unwrap().clone();
     assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("POST", "/_bulk"));
     assert_eq!(seen[0].content_type, "application/x-ndjson");
@@ -124,7 +124,7 @@ async fn bulk_requests_are_ndjson_with_natural_ids_routing_and_external_versions
 #[tokio::test]
 async fn a_bulk_with_errors_counts_409_as_done_and_retries_only_the_429() {
     let (index, mock) = connected(vec![(200, fixture("bulk_errors.json")), (200, fixture("bulk_ok.json"))]).await;
-    index.index(&[doc(1, "a", 1), doc(2, "b", 1), doc(3, "c", 1)], 0).await.unwrap();
+    index.index(&[doc(1, "a", 1), doc(2, "b", 1), doc(3, "c", 1)], &[], 0).await.unwrap();
     let seen = mock.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "one retry");
     let retried: Vec<Value> = seen[1].body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -135,7 +135,7 @@ async fn a_bulk_with_errors_counts_409_as_done_and_retries_only_the_429() {
 #[tokio::test]
 async fn a_document_the_cluster_refuses_for_good_is_an_error_not_a_retry() {
     let (index, mock) = connected(vec![(200, fixture("bulk_mapping_error.json"))]).await;
-    let error = index.index(&[doc(1, "a", 1)], 0).await.unwrap_err();
+    let error = index.index(&[doc(1, "a", 1)], &[], 0).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Internal);
     assert!(error.detail().contains("strict"), "{}", error.detail());
     assert_eq!(mock.seen.lock().unwrap().len(), 1);
@@ -181,4 +181,35 @@ async fn a_cluster_that_refuses_connections_is_unavailable() {
     let error =
         ElasticIndex::connect(ElasticConfig::new("http://127.0.0.1:1")).await.err().expect("nothing listens on port 1");
     assert_eq!(error.kind(), ErrorKind::Unavailable);
+}
+
+#[tokio::test]
+async fn an_erasure_deletes_by_query_on_the_chat_s_shard_or_the_whole_application_and_refreshes() {
+    use chatsys_core::ports::Erasure;
+    let (index, mock) =
+        connected(vec![(200, fixture("delete_by_query.json")), (200, fixture("delete_by_query.json"))]).await;
+    let erased = [Erasure::Chat(AppId(1), ChatNumber::new(2).unwrap()), Erasure::Application(AppId(1))];
+    index.index(&[], &erased, 0).await.unwrap();
+    let seen = mock.seen.lock().unwrap().clone();
+    assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("POST", "/chatsys-messages/_delete_by_query"));
+    for part in ["refresh=true", "conflicts=proceed", "routing=1%2F2"] {
+        assert!(seen[0].query.contains(part), "{part} in {}", seen[0].query);
+    }
+    let body: Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(body, serde_json::json!({"query": {"term": {"chat": "1/2"}}}));
+    assert!(!seen[1].query.contains("routing"), "an application spans every shard");
+    let body: Value = serde_json::from_str(&seen[1].body).unwrap();
+    assert_eq!(body, serde_json::json!({"query": {"term": {"app": 1}}}));
+}
+
+#[tokio::test]
+async fn a_deleted_message_is_written_as_an_empty_document_of_its_position() {
+    let (index, mock) = connected(vec![(200, fixture("bulk_ok.json"))]).await;
+    let mut gone = doc(3, "x", 12);
+    gone.body = None;
+    index.index(&[gone], &[], 0).await.unwrap();
+    let seen = mock.seen.lock().unwrap().clone();
+    let lines: Vec<Value> = seen[0].body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["index"]["version"], 12);
+    assert_eq!(lines[1]["body"], "", "no text is left");
 }

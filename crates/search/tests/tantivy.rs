@@ -26,6 +26,10 @@ impl ChangeFeed for NoChanges {
     ) -> Result<Vec<(u64, ChangedMessage)>> {
         Ok(Vec::new())
     }
+
+    async fn erasures_since(&self, _: u64) -> Result<Vec<(u64, chatsys_core::ports::Erasure)>> {
+        Ok(Vec::new())
+    }
 }
 
 struct Tantivy {
@@ -68,6 +72,10 @@ impl ChangeFeed for Feed {
         let start = after.map_or(0, |a| self.0.iter().position(|c| c == a).unwrap() + 1);
         Ok(self.0[start..].iter().filter(|(r, _)| *r > rev).take(limit as usize).cloned().collect())
     }
+
+    async fn erasures_since(&self, _: u64) -> Result<Vec<(u64, chatsys_core::ports::Erasure)>> {
+        Ok(Vec::new())
+    }
 }
 
 #[tokio::test]
@@ -108,7 +116,7 @@ async fn changes_become_searchable_within_the_commit_interval() {
     let dir = tempfile::tempdir().unwrap();
     let config = TantivyConfig { commit_interval: Duration::from_millis(200), ..CONFIG };
     let index = TantivyIndex::open(dir.path().join("search"), Arc::new(NoChanges), config).await.unwrap();
-    index.index(&[suite::doc(suite::APP, 1, 1, "soon visible")], 1).await.unwrap();
+    index.index(&[suite::doc(suite::APP, 1, 1, "soon visible")], &[], 1).await.unwrap();
     let query = SearchQuery::parse("visible").unwrap();
     let chat = ChatNumber::new(1).unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);

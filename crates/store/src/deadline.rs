@@ -101,7 +101,7 @@ impl Store for Deadline {
         self.run("reading an idempotency key", self.inner.idempotency_record(scope, key)).await
     }
 
-    async fn highest_chat_number(&self, app: AppId) -> Result<u64> {
+    async fn highest_chat_number(&self, app: AppId) -> Result<Option<u64>> {
         self.run("reading the highest chat number", self.inner.highest_chat_number(app)).await
     }
 
@@ -133,5 +133,9 @@ impl Store for Deadline {
 
     async fn reconcile(&self) -> Result<Reconciled> {
         self.run("reconciling counts", self.inner.reconcile()).await
+    }
+
+    async fn erase_application(&self, app: AppId, token: &AppToken) -> Result<bool> {
+        self.run("erasing an application", self.inner.erase_application(app, token)).await
     }
 }

@@ -94,6 +94,7 @@ impl Consumer {
             Ok(outcome) => {
                 let written = started.elapsed();
                 record_written(&commands, written);
+                record_dropped(&outcome);
                 self.announce(&outcome).await;
                 self.index(&outcome).await;
                 settle_all(batch, None).await;
@@ -142,6 +143,7 @@ impl Consumer {
             match write(self.store.as_ref(), part, self.patience, 1).await {
                 Ok(outcome) => {
                     record_written(part, Duration::ZERO);
+                    record_dropped(&outcome);
                     self.announce(&outcome).await;
                     self.index(&outcome).await;
                 }
@@ -234,7 +236,7 @@ impl Consumer {
         };
         let mut attempt = 1u32;
         let result = loop {
-            match search.index(docs, outcome.rev).await {
+            match search.index(docs, &outcome.erased_chats, outcome.rev).await {
                 // a versioned index (Elasticsearch) has no catch-up of its own: hold the
                 // deliveries and retry while it is away, as for the store
                 Err(e) if e.kind() == ErrorKind::Unavailable && self.patience == Patience::UntilAvailable => {
@@ -251,6 +253,14 @@ impl Consumer {
             let cause = std::error::Error::source(&e).map(ToString::to_string);
             tracing::error!(error = %e, cause, rev = outcome.rev, "batch not indexed for search");
         }
+    }
+}
+
+fn record_dropped(outcome: &BatchOutcome) {
+    if outcome.dropped > 0 {
+        // creates and edits for a chat or an application deleted meanwhile
+        metrics::counter!("chatsys_commands_dropped_total").increment(outcome.dropped);
+        tracing::debug!(dropped = outcome.dropped, "commands for deleted chats or applications dropped");
     }
 }
 

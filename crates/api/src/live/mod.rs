@@ -59,6 +59,8 @@ pub struct Hub {
     open: AtomicUsize,
     next_id: AtomicU64,
     closed: watch::Sender<bool>,
+    /// Requests waiting for a chat to move (an edit answered once its row is written).
+    waiters: Mutex<HashMap<Key, Arc<Notify>>>,
 }
 
 /// Chats read at once.
@@ -80,11 +82,14 @@ impl Hub {
             open: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             closed: watch::channel(false).0,
+            waiters: Mutex::default(),
         });
         let weak = Arc::downgrade(&hub);
         bulletin.subscribe(Arc::new(move |news| {
-            if let (Some(hub), News::Advanced { app, chat, position }) = (weak.upgrade(), news) {
-                hub.heard(app, chat, position);
+            let Some(hub) = weak.upgrade() else { return };
+            match news {
+                News::Advanced { app, chat, position } => hub.heard(app, chat, position),
+                News::Erased { app } => hub.forget(app),
             }
         }));
         tokio::spawn(read_loop(hub.clone()));
@@ -92,7 +97,50 @@ impl Hub {
         hub
     }
 
+    /// Ends the streams of an erased application's chats.
+    fn forget(&self, app: AppId) {
+        self.feeds.lock().expect("poisoned").retain(|(a, _), _| *a != app);
+    }
+
+    /// Reads `read` again each time news says the chat moved, until it finds something or
+    /// `wait` has passed: a request that needs a row the pipeline is writing reads once per
+    /// announcement, not in a loop.
+    pub async fn read_when_moved<T, F, Fut>(
+        &self,
+        app: AppId,
+        chat: ChatNumber,
+        wait: Duration,
+        read: F,
+    ) -> Result<Option<T>>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<T>>>,
+    {
+        let deadline = tokio::time::Instant::now() + wait;
+        let notify = self.waiters.lock().expect("poisoned").entry((app, chat)).or_default().clone();
+        let found = loop {
+            let moved = notify.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            let found = read().await;
+            if !matches!(found, Ok(None)) || tokio::time::Instant::now() >= deadline {
+                break found;
+            }
+            let _ = tokio::time::timeout_at(deadline, moved).await;
+        };
+        drop(notify);
+        let mut waiters = self.waiters.lock().expect("poisoned");
+        // the last waiter takes the entry away
+        if waiters.get(&(app, chat)).is_some_and(|n| Arc::strong_count(n) == 1) {
+            waiters.remove(&(app, chat));
+        }
+        found
+    }
+
     fn heard(&self, app: AppId, chat: ChatNumber, position: Position) {
+        if let Some(waiting) = self.waiters.lock().expect("poisoned").get(&(app, chat)) {
+            waiting.notify_waiters();
+        }
         let behind = self.feeds.lock().expect("poisoned").get(&(app, chat)).is_some_and(|f| f.position < position);
         if behind {
             self.pending.lock().expect("poisoned").insert((app, chat));

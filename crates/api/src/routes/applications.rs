@@ -152,6 +152,31 @@ pub async fn update(
     Ok(Json(ApplicationView::from(&app)).into_response())
 }
 
+/// Erase an application and everything in it: its chats, messages, search documents,
+/// counters and idempotency records. Its token is unknown afterwards, on every server.
+#[utoipa::path(
+    delete,
+    path = "/applications/{token}",
+    tag = "applications",
+    operation_id = "delete_application",
+    params(crate::openapi::TokenParam),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn delete(State(state): State<AppState>, Segments(token): Segments<String>) -> Result<Response, ApiError> {
+    let app = state.app_id(&token).await?;
+    let token = AppToken::parse(&token).map_err(|_| unknown_application())?;
+    // in a task of its own: a client that goes away does not leave it half done
+    let erasing = state.clone();
+    tokio::spawn(async move { erasing.erase_application(app, &token).await })
+        .await
+        .map_err(|_| ApiError::internal())??;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

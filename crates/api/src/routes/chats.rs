@@ -1,6 +1,6 @@
 use axum::Json;
 use axum::extract::State;
-use axum::http::Uri;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chatsys_core::{Chat, ChatNumber, Command, Queued, Timestamp};
 
@@ -108,6 +108,38 @@ pub async fn get(
     let app = state.app_id(&token).await?;
     let chat = state.store.chat(app, chat).await?.ok_or_else(|| unknown_chat(chat))?;
     Ok(Json(ChatView::from(&chat)).into_response())
+}
+
+/// Delete a chat and every message in it. Its number is never handed out again; its event
+/// streams end after a last `event: deleted`; creates still in flight for it are dropped.
+#[utoipa::path(
+    delete,
+    path = "/applications/{token}/chats/{chat}",
+    tag = "chats",
+    operation_id = "delete_chat",
+    params(crate::openapi::TokenParam, crate::openapi::ChatParam),
+    responses(
+        (status = 204, description = "Deleted (durably)"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    Segments((token, chat)): Segments<(String, String)>,
+) -> Result<Response, ApiError> {
+    let chat = ChatNumber::parse(&chat).map_err(bad_path)?;
+    let app = state.app_id(&token).await?;
+    if !state.numbering.chat_exists(app, chat).await? {
+        return Err(unknown_chat(chat));
+    }
+    durable::change(&state, Command::DeleteChat { app, chat, at: Timestamp::now() }).await?;
+    // from now on the number names nothing: messages to it and a repeated delete answer 404
+    if let Err(e) = state.numbering.void_chat(app, chat).await {
+        tracing::warn!(error = %e, "a deleted chat's number was not voided; the store's tombstone still holds");
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub(crate) fn unknown_chat(chat: ChatNumber) -> ApiError {

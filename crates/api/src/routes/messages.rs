@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::Uri;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chatsys_core::ports::Durability;
 use chatsys_core::{AppId, ChatNumber, Command, Message, MessageBody, MessageNumber, Queued, Timestamp};
@@ -159,13 +159,7 @@ pub async fn update(
         Durability::Stored => None,
     };
     let at = Timestamp::now();
-    let command = Command::EditMessage { app, chat, number, body: body.clone(), at, version };
-    tokio::spawn({
-        let state = state.clone();
-        async move { state.queue.submit(Queued::from(command)).await }
-    })
-    .await
-    .map_err(|_| ApiError::internal())??;
+    durable::change(&state, Command::EditMessage { app, chat, number, body: body.clone(), at, version }).await?;
     let message = match state.queue.durability() {
         // the row as committed: this edit, or a newer one that won
         Durability::Stored => state.store.message(app, chat, number).await?.ok_or_else(ApiError::internal)?,
@@ -186,20 +180,48 @@ pub async fn update(
     Ok(Json(MessageView::from(&message)).into_response())
 }
 
-/// Waits a little for a just-created message to be written, to answer with its creation time.
+/// Delete a message. Its number is never handed out again; subscribers of the chat get
+/// `event: deleted`. A delete is final: no edit or late create brings the message back.
+#[utoipa::path(
+    delete,
+    path = "/applications/{token}/chats/{chat}/messages/{message}",
+    tag = "messages",
+    operation_id = "delete_message",
+    params(crate::openapi::TokenParam, crate::openapi::ChatParam, crate::openapi::MessageParam),
+    responses(
+        (status = 204, description = "Deleted (durably)"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    Segments((token, chat, number)): Segments<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let chat = ChatNumber::parse(&chat).map_err(bad_path)?;
+    let number = MessageNumber::parse(&number).map_err(bad_path)?;
+    let app = state.app_id(&token).await?;
+    let version =
+        state.numbering.next_version(app, chat, number).await?.ok_or_else(|| unknown_message(chat, number))?;
+    durable::change(&state, Command::DeleteMessage { app, chat, number, at: Timestamp::now(), version }).await?;
+    // from now on the number names nothing: edits and a repeated delete answer 404
+    if let Err(e) = state.numbering.void_message(app, chat, number).await {
+        tracing::warn!(error = %e, "a deleted message's number was not voided; the store's tombstone still holds");
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Waits (at most the visibility bound, 1 s) for a just-created message to be written, to
+/// answer with its creation time: it reads again each time news says the chat moved.
 async fn wait_for_row(
     state: &AppState,
     app: AppId,
     chat: ChatNumber,
     number: MessageNumber,
 ) -> Result<Option<Message>, ApiError> {
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Some(m) = state.store.message(app, chat, number).await? {
-            return Ok(Some(m));
-        }
-    }
-    Ok(None)
+    let read = || state.store.message(app, chat, number);
+    Ok(state.live().read_when_moved(app, chat, Duration::from_secs(1), read).await?)
 }
 
 pub(crate) async fn require_chat(state: &AppState, app: AppId, chat: ChatNumber) -> Result<(), ApiError> {

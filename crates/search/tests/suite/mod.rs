@@ -70,7 +70,7 @@ pub async fn put(h: &dyn Harness, chat: u64, bodies: &[&str]) {
         .enumerate()
         .map(|(i, b)| ChangedMessage { first_write: true, ..doc(APP, chat, i as u64 + 1, b) })
         .collect();
-    h.index().index(&docs, 1).await.unwrap();
+    h.index().index(&docs, &[], 1).await.unwrap();
     h.settle().await;
 }
 
@@ -160,7 +160,7 @@ pub async fn only_the_asked_chat_is_ever_searched(h: &dyn Harness) {
         doc(APP, 12, 1, "shared words"),
         doc(other_app, 1, 2, "shared words"),
     ];
-    h.index().index(&docs, 1).await.unwrap();
+    h.index().index(&docs, &[], 1).await.unwrap();
     h.settle().await;
     assert_eq!(hits(h, 1, "shared").await, [1]);
     assert_eq!(hits(h, 2, "s").await, [1]);
@@ -173,7 +173,7 @@ pub async fn only_the_asked_chat_is_ever_searched(h: &dyn Harness) {
 pub async fn an_edit_replaces_the_searchable_text(h: &dyn Harness) {
     put(h, 1, &["nothing to see", "keep me"]).await;
     assert_eq!(hits(h, 1, "nothing").await, [1]);
-    h.index().index(&[doc(APP, 1, 1, "now something else")], 2).await.unwrap();
+    h.index().index(&[doc(APP, 1, 1, "now something else")], &[], 2).await.unwrap();
     h.settle().await;
     assert!(hits(h, 1, "nothing").await.is_empty());
     assert_eq!(hits(h, 1, "something else").await, [1]);

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chatsys_core::ports::{Advanced, BatchOutcome, ChangedMessage};
+use chatsys_core::ports::{Advanced, BatchOutcome, ChangedMessage, Erasure};
 use chatsys_core::{AppId, ChatNumber, Command, MessageNumber, Position, Queued, Timestamp};
 
 use super::{ChatKey, ChatRow, MessageKey, MessageRow};
@@ -174,7 +174,7 @@ pub(crate) fn fold(
     out.outcome.erased_chats = out
         .erased_chats
         .iter()
-        .map(|(a, c)| (AppId(*a), ChatNumber::new(*c as u64).expect("stored numbers are valid")))
+        .map(|(a, c)| Erasure::Chat(AppId(*a), ChatNumber::new(*c as u64).expect("stored numbers are valid")))
         .collect();
     out
 }

@@ -366,13 +366,15 @@ impl Store for MySqlStore {
         }))
     }
 
-    async fn highest_chat_number(&self, app: AppId) -> Result<u64> {
-        let n: Option<i64> = query_scalar("SELECT MAX(number) FROM chats WHERE application_id = ?")
-            .bind(app.0)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error("reading the highest chat number"))?;
-        Ok(n.unwrap_or(0) as u64)
+    async fn highest_chat_number(&self, app: AppId) -> Result<Option<u64>> {
+        let n: Option<Option<i64>> = query_scalar(
+            "SELECT (SELECT MAX(number) FROM chats c WHERE c.application_id = a.id) FROM applications a WHERE a.id = ?",
+        )
+        .bind(app.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error("reading the highest chat number"))?;
+        Ok(n.map(|n| n.unwrap_or(0) as u64))
     }
 
     async fn chat_seed(&self, app: AppId, chat: ChatNumber) -> Result<Option<ChatSeed>> {
@@ -472,5 +474,9 @@ impl Store for MySqlStore {
 
     async fn reconcile(&self) -> Result<Reconciled> {
         write::reconcile(&self.pool).await
+    }
+
+    async fn erase_application(&self, app: AppId, token: &AppToken) -> Result<bool> {
+        write::erase_application(&self.pool, app, token).await
     }
 }

@@ -1,7 +1,7 @@
 //! The writes on MySQL that are not batches: the periodic recount.
 
 use chatsys_core::ports::{BatchOutcome, Reconciled};
-use chatsys_core::{IdempotencyRecord, Queued, Result, Timestamp};
+use chatsys_core::{AppId, AppToken, IdempotencyRecord, Queued, Result, Timestamp};
 use sqlx::mysql::{MySql, MySqlPool};
 use sqlx::{Acquire as _, query, query_as, query_scalar};
 
@@ -104,4 +104,35 @@ async fn recount(session: &mut sqlx::pool::PoolConnection<MySql>) -> Result<Reco
         .map_err(err())?
         .rows_affected();
     Ok(out)
+}
+
+/// Deletes everything of the application in one transaction: its row first (locked, so a
+/// batch that would insert a chat of it waits and then finds it gone), then its chats and
+/// messages, and the idempotency records of its creates.
+pub(crate) async fn erase_application(pool: &MySqlPool, app: AppId, token: &AppToken) -> Result<bool> {
+    let err = || store_error("erasing an application");
+    let mut tx = pool.begin().await.map_err(err())?;
+    let found: Option<i64> = query_scalar("SELECT id FROM applications WHERE id = ? FOR UPDATE")
+        .bind(app.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err())?;
+    for table in ["messages", "chats"] {
+        query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE application_id = ?")))
+            .bind(app.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(err())?;
+    }
+    let path = format!("/applications/{token}");
+    query("DELETE FROM idempotency_keys WHERE LEFT(scope, CHAR_LENGTH(?) + 1) = CONCAT(?, '/') OR location = ?")
+        .bind(&path)
+        .bind(&path)
+        .bind(&path)
+        .execute(&mut *tx)
+        .await
+        .map_err(err())?;
+    query("DELETE FROM applications WHERE id = ?").bind(app.0).execute(&mut *tx).await.map_err(err())?;
+    tx.commit().await.map_err(err())?;
+    Ok(found.is_some())
 }

@@ -6,12 +6,13 @@ mod write;
 
 use std::path::Path;
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chatsys_core::ports::{
-    BatchOutcome, ChangeFeed, ChangedMessage, ChatPosition, ChatSeed, MessageChange, Reconciled, Store,
+    BatchOutcome, ChangeFeed, ChangedMessage, ChatPosition, ChatSeed, Erasure, MessageChange, Reconciled, Store,
 };
 use chatsys_core::{
     AppId, AppName, AppToken, Application, Chat, ChatNumber, Error, ErrorKind, IdempotencyRecord, Message,
@@ -33,6 +34,9 @@ pub struct SqliteStore {
     /// The background checkpointer's connection.
     checkpoints: SqlitePool,
     checkpointer: tokio::task::JoinHandle<()>,
+    /// Something was deleted since the WAL was last emptied: its old pages may still hold
+    /// the erased text, so the checkpointer truncates the WAL.
+    erased: Arc<AtomicBool>,
     /// The last write failed for a passing reason (a full disk, an I/O error): readiness
     /// says so until a write succeeds again.
     writes_failing: AtomicBool,
@@ -58,7 +62,9 @@ impl SqliteStore {
             .foreign_keys(false)
             // no checkpoint in the committing connection: a background task does them, so a
             // batch's commit never waits for the WAL to be copied back
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            // deleted content is overwritten with zeros, not left in free space
+            .pragma("secure_delete", "on");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -83,8 +89,9 @@ impl SqliteStore {
             .connect_with(options.pragma("cache_size", CHECKPOINT_CACHE_KIB))
             .await
             .map_err(store_error("opening the database"))?;
-        let checkpointer = tokio::spawn(checkpoint_periodically(checkpoints.clone()));
-        Ok(Self { writer, readers, checkpoints, checkpointer, writes_failing: AtomicBool::new(false) })
+        let erased = Arc::new(AtomicBool::new(false));
+        let checkpointer = tokio::spawn(checkpoint_periodically(checkpoints.clone(), erased.clone()));
+        Ok(Self { writer, readers, checkpoints, checkpointer, erased, writes_failing: AtomicBool::new(false) })
     }
 
     /// The writer connection, for one write.
@@ -157,13 +164,22 @@ const CHECKPOINT_CACHE_KIB: &str = "-512";
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Copies committed pages from the WAL into the database, beside the writer rather than in
-/// its commits (PASSIVE: it never blocks the writer or the readers).
-async fn checkpoint_periodically(pool: SqlitePool) {
+/// its commits (PASSIVE: it never blocks the writer or the readers). After a delete, the
+/// WAL's older frames still hold the deleted text: a TRUNCATE checkpoint (which waits for
+/// readers) copies everything back and empties the file, retried until it completes.
+async fn checkpoint_periodically(pool: SqlitePool, erased: Arc<AtomicBool>) {
     let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Err(e) = query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+        if erased.swap(false, Ordering::SeqCst) {
+            match query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&pool).await {
+                Ok((0, _, _)) => continue,
+                Ok(_) => tracing::debug!("the wal could not be emptied yet (busy): trying again"),
+                Err(e) => tracing::warn!(error = %e, "wal checkpoint failed"),
+            }
+            erased.store(true, Ordering::SeqCst);
+        } else if let Err(e) = query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
             tracing::warn!(error = %e, "wal checkpoint failed");
         }
     }
@@ -253,6 +269,21 @@ impl ChangeFeed for SqliteStore {
         rows.into_iter()
             .map(|(rev, app, chat, number, body, position)| {
                 Ok((rev as u64, stored_change(app, chat, number, body, position)?))
+            })
+            .collect()
+    }
+
+    async fn erasures_since(&self, rev: u64) -> Result<Vec<(u64, Erasure)>> {
+        let rows: Vec<(i64, i64, Option<i64>)> =
+            query_as("SELECT rev, application_id, chat_number FROM erasures WHERE rev > ?1 ORDER BY rev")
+                .bind(rev as i64)
+                .fetch_all(&self.readers)
+                .await
+                .map_err(store_error("reading erasures"))?;
+        rows.into_iter()
+            .map(|(rev, app, chat)| match chat {
+                Some(chat) => Ok((rev as u64, Erasure::Chat(AppId(app), stored_number(chat, ChatNumber::new)?))),
+                None => Ok((rev as u64, Erasure::Application(AppId(app)))),
             })
             .collect()
     }
@@ -453,13 +484,15 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn highest_chat_number(&self, app: AppId) -> Result<u64> {
-        let n: Option<i64> = query_scalar("SELECT max(number) FROM chats WHERE application_id = ?1")
-            .bind(app.0)
-            .fetch_one(&self.readers)
-            .await
-            .map_err(store_error("reading the highest chat number"))?;
-        Ok(n.unwrap_or(0) as u64)
+    async fn highest_chat_number(&self, app: AppId) -> Result<Option<u64>> {
+        let n: Option<Option<i64>> = query_scalar(
+            "SELECT (SELECT max(number) FROM chats c WHERE c.application_id = a.id) FROM applications a WHERE a.id = ?1",
+        )
+        .bind(app.0)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(store_error("reading the highest chat number"))?;
+        Ok(n.map(|n| n.unwrap_or(0) as u64))
     }
 
     async fn chat_seed(&self, app: AppId, chat: ChatNumber) -> Result<Option<ChatSeed>> {
@@ -549,6 +582,19 @@ impl Store for SqliteStore {
         let mut conn = self.writer().await?;
         let result = write::write_batch(&mut conn, batch).await;
         self.settle(conn, &result).await;
+        if let Ok(outcome) = &result
+            && (outcome.messages_deleted > 0 || outcome.chats_deleted > 0)
+        {
+            self.erased.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    async fn erase_application(&self, app: AppId, token: &AppToken) -> Result<bool> {
+        let mut conn = self.writer().await?;
+        let result = write::erase_application(&mut conn, app, token).await;
+        self.settle(conn, &result).await;
+        self.erased.store(true, Ordering::SeqCst);
         result
     }
 

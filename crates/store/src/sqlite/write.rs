@@ -2,7 +2,7 @@
 //! must resolve at once) and the periodic recount.
 
 use chatsys_core::ports::{BatchOutcome, Reconciled};
-use chatsys_core::{IdempotencyRecord, NewApplication, Queued, Result, Timestamp};
+use chatsys_core::{AppId, AppToken, IdempotencyRecord, NewApplication, Queued, Result, Timestamp};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection as _, query};
 
@@ -72,4 +72,38 @@ pub(crate) async fn reconcile(conn: &mut SqliteConnection) -> Result<Reconciled>
         .rows_affected();
     tx.commit().await.map_err(err())?;
     Ok(Reconciled { applications_fixed, chats_fixed, idempotency_records_expired })
+}
+
+/// Deletes everything of the application in one transaction, and records the erasure for
+/// the search index (which catches up from it after a crash).
+pub(crate) async fn erase_application(conn: &mut SqliteConnection, app: AppId, token: &AppToken) -> Result<bool> {
+    let err = || store_error("erasing an application");
+    let mut tx = conn.begin().await.map_err(err())?;
+    for table in ["messages", "chats"] {
+        query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE application_id = ?1")))
+            .bind(app.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(err())?;
+    }
+    // the records of its creates: scoped under its path, and its own (named by its location)
+    let path = format!("/applications/{token}");
+    query("DELETE FROM idempotency_keys WHERE substr(scope, 1, length(?1) + 1) = ?1 || '/' OR location = ?1")
+        .bind(&path)
+        .execute(&mut *tx)
+        .await
+        .map_err(err())?;
+    let erased = query("DELETE FROM applications WHERE id = ?1").bind(app.0).execute(&mut *tx).await.map_err(err())?;
+    let rev: i64 = sqlx::query_scalar("UPDATE store_meta SET value = value + 1 WHERE name = 'rev' RETURNING value")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err())?;
+    query("INSERT INTO erasures (rev, application_id, chat_number) VALUES (?1, ?2, NULL)")
+        .bind(rev)
+        .bind(app.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(err())?;
+    tx.commit().await.map_err(err())?;
+    Ok(erased.rows_affected() == 1)
 }

@@ -2,7 +2,7 @@
 //! calls `store_contract!(open)` with a function that opens a fresh, empty store (`None`
 //! when its server does not answer: the test is skipped, see `chatsys_testkit`).
 
-use chatsys_core::ports::{ChatPosition, ChatSeed, Store};
+use chatsys_core::ports::{ChatPosition, ChatSeed, Erasure, Store};
 use chatsys_core::{
     AppId, AppName, AppToken, ChatNumber, Command, IdempotencyRecord, MessageBody, MessageNumber, NewApplication,
     Position, Queued, Timestamp, Version,
@@ -291,7 +291,7 @@ pub async fn a_chat_delete_erases_its_messages_and_drops_what_comes_later(store:
         .unwrap();
     let out = store.write_batch(&[delete_chat(app, 1, T + 1), create_message(app, 1, 2, "late", T + 2)]).await.unwrap();
     assert_eq!((out.chats_deleted, out.dropped), (1, 1));
-    assert_eq!(out.erased_chats, [(app, chat(1))]);
+    assert_eq!(out.erased_chats, [Erasure::Chat(app, chat(1))]);
     assert_eq!(out.advanced.len(), 1, "the chat takes one last position");
     assert_eq!(store.chat(app, chat(1)).await.unwrap(), None);
     assert_eq!(
@@ -299,7 +299,7 @@ pub async fn a_chat_delete_erases_its_messages_and_drops_what_comes_later(store:
         Some(ChatPosition { position: Position(2), deleted: true })
     );
     assert_eq!(store.chat_seed(app, chat(1)).await.unwrap(), None, "a deleted chat takes no more numbers");
-    assert_eq!(store.highest_chat_number(app).await.unwrap(), 2, "its number stays taken");
+    assert_eq!(store.highest_chat_number(app).await.unwrap(), Some(2), "its number stays taken");
     assert!(store.message_changes(app, chat(1), Position(0), 10).await.unwrap().is_empty(), "its messages are erased");
     assert_eq!(chats_count(store, app).await, 1);
     let listed: Vec<u64> = store.list_chats(app, None, 10).await.unwrap().iter().map(|c| c.number.get()).collect();
@@ -400,12 +400,12 @@ impl WithTime for IdempotencyRecord {
 
 pub async fn lists_page_in_order_and_seeds_report_the_highest_numbers(store: &dyn Store) {
     let app = new_app(store).await;
-    assert_eq!(store.highest_chat_number(app).await.unwrap(), 0);
+    assert_eq!(store.highest_chat_number(app).await.unwrap(), Some(0));
     assert_eq!(store.chat_seed(app, chat(1)).await.unwrap(), None);
     let mut batch: Vec<Queued> = (1..=5).map(|n| create_chat(app, n, T + n as i64)).collect();
     batch.extend((1..=7).map(|n| create_message(app, 2, n, &format!("m{n}"), T + 10 + n as i64)));
     store.write_batch(&batch).await.unwrap();
-    assert_eq!(store.highest_chat_number(app).await.unwrap(), 5);
+    assert_eq!(store.highest_chat_number(app).await.unwrap(), Some(5));
     let seed = |n| Some(ChatSeed { highest_message: n, highest_version: Version(0) });
     assert_eq!(store.chat_seed(app, chat(2)).await.unwrap(), seed(7));
     assert_eq!(store.chat_seed(app, chat(1)).await.unwrap(), seed(0));
