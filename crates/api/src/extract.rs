@@ -69,10 +69,23 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
     Bytes::from_request(req, state).await.map_err(|rejection: BytesRejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is larger than the server accepts")
+        } else if caused_by_timeout(&rejection) {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive within the server's time limit")
         } else {
             ApiError::bad_request(format!("the request body could not be read: {}", rejection.body_text()))
         }
     })
+}
+
+fn caused_by_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Syntax first (400), then shape (422): a body that is not JSON at all is a 400 even when

@@ -12,10 +12,11 @@ pub mod metrics;
 mod openapi;
 mod router;
 mod routes;
+pub mod server;
 mod state;
 mod views;
 
 pub use error::ApiError;
 pub use router::{openapi, router, worker_router};
 
-pub use state::{AppState, Services};
+pub use state::{AppState, RequestLimits, Services};

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode, header};
-use axum::middleware::{from_fn, map_response};
+use axum::middleware::{from_fn, map_request, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -44,6 +45,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.body_limit;
+    let limits = state.request_limits;
     metrics::handle();
     let (api, openapi) = api().split_for_parts();
     let openapi = Arc::new(openapi.to_json().expect("the OpenAPI document serializes"));
@@ -55,13 +57,22 @@ pub fn router(state: AppState) -> Router {
             async move { ([(header::CONTENT_TYPE, "application/json")], openapi.as_ref().clone()) }
         }),
     )
-    .route("/docs", get(docs::page))
-    .route("/docs/{*rest}", get(docs::asset))
+    .merge(
+        Router::new()
+            .route("/docs", get(docs::page))
+            .route("/docs/{*rest}", get(docs::asset))
+            .layer(from_fn(docs::security_headers)),
+    )
     .fallback(unknown_path)
     .layer(DefaultBodyLimit::max(body_limit))
+    // a body that dribbles in too slowly fails its read (408); an answer that takes too long
+    // is given up (503: the work it waited on was bounded too, or nothing is lost)
+    .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+    .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
     .layer(from_fn(metrics::track))
     .layer(
         ServiceBuilder::new()
+            .layer(map_request(drop_bad_request_id))
             .layer(SetRequestIdLayer::new(x_request_id.clone(), MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(request_span))
             .layer(PropagateRequestIdLayer::new(x_request_id)),
@@ -76,12 +87,25 @@ pub fn worker_router() -> Router {
     Router::new().route("/healthz", get(health::healthz)).route("/metrics", get(metrics::render)).fallback(unknown_path)
 }
 
+/// A client's `X-Request-Id` is kept (and echoed) only when it is 1–128 visible ASCII
+/// characters; otherwise the server makes a new one.
+async fn drop_bad_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    let bad = request
+        .headers()
+        .get("x-request-id")
+        .is_some_and(|v| v.is_empty() || v.len() > 128 || !v.as_bytes().iter().all(|b| b.is_ascii_graphic()));
+    if bad {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
 /// Every log line of a request carries its id, method and route template (never the path
-/// itself: it holds the token).
+/// itself: it holds the token). The id is quoted: it comes from the client.
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
     let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("", |p| p.as_str());
-    tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route)
+    tracing::info_span!("request", request_id = ?id, method = %request.method(), route = %route)
 }
 
 async fn unknown_path() -> ApiError {
@@ -100,6 +124,7 @@ async fn problems_for_bare_errors(response: Response) -> Response {
     let detail = match status {
         StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed here; the Allow header lists the ones that are",
         StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than the server accepts",
+        StatusCode::SERVICE_UNAVAILABLE => "the request took longer than the server allows; retry shortly",
         _ => "the request could not be served",
     };
     let (mut parts, _) = response.into_parts();

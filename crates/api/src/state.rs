@@ -21,9 +21,20 @@ pub struct Services {
     pub admin_token: Option<String>,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// The largest page of a list or search, in bytes (a page cut short links to the rest).
+    pub page_bytes: usize,
+    /// How long a request may take to arrive (its body) and to be answered.
+    pub request_limits: RequestLimits,
     /// News of chats that moved and applications erased, from every process.
     pub bulletin: Arc<dyn Bulletin>,
     pub live: LiveLimits,
+}
+
+/// How long a request may take: its body to arrive (else 408), and its answer (else 503).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub body_timeout: std::time::Duration,
+    pub request_timeout: std::time::Duration,
 }
 
 #[derive(Clone)]

@@ -88,6 +88,11 @@ async fn a_create_that_cannot_be_made_durable_answers_503_and_its_chat_never_exi
         search: None,
         admin_token: None,
         body_limit: 256 * 1024,
+        page_bytes: 1 << 20,
+        request_limits: chatsys_api::RequestLimits {
+            body_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(30),
+        },
         bulletin: Arc::new(chatsys_bulletin::InProcessBulletin::default()),
         live: chatsys_api::live::LiveLimits {
             max_subscribers: 10,
@@ -143,6 +148,11 @@ async fn readiness_names_the_dependency_that_is_down() {
         search: None,
         admin_token: None,
         body_limit: 256 * 1024,
+        page_bytes: 1 << 20,
+        request_limits: chatsys_api::RequestLimits {
+            body_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(30),
+        },
         bulletin: Arc::new(chatsys_bulletin::InProcessBulletin::default()),
         live: chatsys_api::live::LiveLimits {
             max_subscribers: 10,

@@ -100,6 +100,36 @@ pub struct Config {
     #[arg(long, env = "CHATSYS_EVENTS_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration, global = true)]
     pub events_heartbeat: Duration,
 
+    /// Open connections at most; more wait to be accepted
+    #[arg(long, env = "CHATSYS_MAX_CONNECTIONS", default_value_t = 25_000, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_connections: u32,
+
+    /// How long a client may take to send a request's headers (and how long a connection may
+    /// wait between requests)
+    #[arg(long, env = "CHATSYS_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub header_timeout: Duration,
+
+    /// How long a request's body may take to arrive (else 408)
+    #[arg(long, env = "CHATSYS_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub body_timeout: Duration,
+
+    /// How long a request may take to be answered (else 503); live-event streams are exempt
+    /// once they have started
+    #[arg(long, env = "CHATSYS_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
+    pub request_timeout: Duration,
+
+    /// A connection on which nothing moves this long is closed
+    #[arg(long, env = "CHATSYS_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
+    pub idle_timeout: Duration,
+
+    /// On shutdown, how long open requests may take to finish before they are cut
+    #[arg(long, env = "CHATSYS_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration, global = true)]
+    pub shutdown_timeout: Duration,
+
+    /// The largest page of a list or search, in bytes (a page cut short links to the rest)
+    #[arg(long, env = "CHATSYS_PAGE_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..), global = true)]
+    pub page_bytes: u64,
+
     /// The largest request body accepted, in bytes (larger ones get 413)
     #[arg(long, env = "CHATSYS_BODY_LIMIT", default_value_t = 256 * 1024, global = true)]
     pub body_limit: usize,
@@ -123,6 +153,19 @@ impl Config {
     /// RabbitMQ publisher).
     pub fn batches(&self) -> chatsys_worker::BatchConfig {
         chatsys_worker::BatchConfig { max_commands: self.batch_max as usize, linger: self.batch_linger }
+    }
+
+    pub fn server_limits(&self) -> chatsys_api::server::ServerLimits {
+        chatsys_api::server::ServerLimits {
+            max_connections: self.max_connections as usize,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+
+    pub fn request_limits(&self) -> chatsys_api::RequestLimits {
+        chatsys_api::RequestLimits { body_timeout: self.body_timeout, request_timeout: self.request_timeout }
     }
 
     pub fn live(&self) -> chatsys_api::live::LiveLimits {
@@ -183,6 +226,13 @@ impl fmt::Debug for Config {
             .field("events_max_subscribers", &self.events_max_subscribers)
             .field("events_backlog", &self.events_backlog)
             .field("events_heartbeat", &self.events_heartbeat)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("page_bytes", &self.page_bytes)
             .field("body_limit", &self.body_limit)
             .finish()
     }

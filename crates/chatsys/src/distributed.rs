@@ -94,6 +94,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         search: search.map(|s| s as Arc<dyn SearchIndex>),
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         body_limit: config.body_limit,
+        page_bytes: config.page_bytes as usize,
+        request_limits: config.request_limits(),
         bulletin,
         live: config.live(),
     };

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use axum::serve::ListenerExt as _;
 use chatsys_api::{AppState, Services, router};
 use chatsys_bulletin::InProcessBulletin;
 use chatsys_core::ports::Store;
@@ -111,6 +110,8 @@ async fn serve_embedded(config: Config) -> anyhow::Result<()> {
         search: Some(index.clone()),
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         body_limit: config.body_limit,
+        page_bytes: config.page_bytes as usize,
+        request_limits: config.request_limits(),
         bulletin,
         live: config.live(),
     };
@@ -135,11 +136,6 @@ pub(crate) async fn serve_http(config: &Config, state: AppState) -> anyhow::Resu
     let listener =
         TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     tracing::info!(%addr, "listening");
     let streams = state.clone();
     let shutdown = async move {
@@ -147,7 +143,7 @@ pub(crate) async fn serve_http(config: &Config, state: AppState) -> anyhow::Resu
         // event streams never end by themselves: end them, so the server can finish
         streams.close_streams();
     };
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    chatsys_api::server::serve(listener, router(state), config.server_limits(), shutdown).await;
     Ok(())
 }
 

@@ -74,11 +74,13 @@ pub async fn list(
     paging: Paging,
 ) -> Result<Response, ApiError> {
     if let Some(expected) = &state.admin_token {
+        // the scheme is case-insensitive (RFC 9110); the token is compared in constant time
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token.trim());
         if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -97,7 +99,7 @@ pub async fn list(
         Some(_) => return Err(wrong_list()),
     };
     let apps = state.store.list_applications(after.as_ref(), paging.limit + 1).await?;
-    Ok(page_response::<_, ApplicationView>(&uri, &paging, apps, |a| Cursor::Application {
+    Ok(page_response::<_, ApplicationView>(&uri, &paging, state.page_bytes, apps, |a| Cursor::Application {
         created_at: a.created_at.as_micros(),
         token: a.token.to_string(),
     }))
@@ -177,6 +179,10 @@ pub async fn delete(State(state): State<AppState>, Segments(token): Segments<Str
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Compares digests (equal lengths), every byte, so the time taken says nothing of how
+/// much of the secret was right, nor of its length.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest as _, Sha256};
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

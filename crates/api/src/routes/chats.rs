@@ -83,7 +83,7 @@ pub async fn list(
     };
     let app = state.app_id(&token).await?;
     let chats = state.store.list_chats(app, after, paging.limit + 1).await?;
-    Ok(page_response::<_, ChatView>(&uri, &paging, chats, |c| Cursor::Number(c.number.get())))
+    Ok(page_response::<_, ChatView>(&uri, &paging, state.page_bytes, chats, |c| Cursor::Number(c.number.get())))
 }
 
 /// Read a chat. A chat created a moment ago may answer 404 until it is written.

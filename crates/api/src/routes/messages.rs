@@ -93,7 +93,7 @@ pub async fn list(
     if messages.is_empty() && after.is_none() {
         require_chat(&state, app, chat).await?;
     }
-    Ok(page_response::<_, MessageView>(&uri, &paging, messages, |m| Cursor::Number(m.number.get())))
+    Ok(page_response::<_, MessageView>(&uri, &paging, state.page_bytes, messages, |m| Cursor::Number(m.number.get())))
 }
 
 /// Read a message. A message created a moment ago may answer 404 until it is written.

@@ -7,7 +7,6 @@ pub mod health;
 pub mod messages;
 pub mod search;
 
-use axum::Json;
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -21,6 +20,7 @@ use crate::extract::Paging;
 pub(crate) fn page_response<T, V>(
     uri: &Uri,
     paging: &Paging,
+    page_bytes: usize,
     mut items: Vec<T>,
     cursor_of: impl Fn(&T) -> Cursor,
 ) -> Response
@@ -29,15 +29,37 @@ where
 {
     let more = items.len() > paging.limit as usize;
     items.truncate(paging.limit as usize);
-    let views: Vec<V> = items.iter().map(V::from).collect();
-    let next = items.last().filter(|_| more).map(cursor_of);
-    json_page(uri, &views, next)
+    let entries = items.iter().map(|item| (V::from(item), cursor_of(item)));
+    json_page(uri, entries, more, page_bytes)
 }
 
-/// A JSON array, with `Link: <…>; rel="next"` when `next` is given: the same URL with every
-/// query parameter but `after`, and `after` set to the cursor.
-pub(crate) fn json_page<V: Serialize>(uri: &Uri, views: &[V], next: Option<Cursor>) -> Response {
-    let mut response = Json(views).into_response();
+/// A JSON array of at most `page_bytes` (but at least one item), with `Link: <…>;
+/// rel="next"` when more follow (`more`, or the page was cut short by its size): the same
+/// URL with every query parameter but `after`, and `after` set to the last item's cursor.
+pub(crate) fn json_page<V: Serialize>(
+    uri: &Uri,
+    entries: impl IntoIterator<Item = (V, Cursor)>,
+    mut more: bool,
+    page_bytes: usize,
+) -> Response {
+    let mut body = Vec::with_capacity(4096);
+    body.push(b'[');
+    let mut last = None;
+    for (view, cursor) in entries {
+        let item = serde_json::to_vec(&view).expect("views serialize");
+        if last.is_some() && body.len() + 1 + item.len() + 1 > page_bytes {
+            more = true;
+            break;
+        }
+        if last.is_some() {
+            body.push(b',');
+        }
+        body.extend_from_slice(&item);
+        last = Some(cursor);
+    }
+    body.push(b']');
+    let next = last.filter(|_| more);
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     if let Some(next) = next {
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (name, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {

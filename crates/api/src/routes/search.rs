@@ -68,12 +68,10 @@ pub async fn search(
         state.store.messages_by_number(app, chat, &numbers).await?.into_iter().map(|m| (m.number, m)).collect();
     // The store is the truth: a hit whose stored body no longer matches (the index has not
     // caught up with an edit yet) is left out.
-    let views: Vec<SearchHitView> = hits
-        .iter()
-        .filter_map(|hit| stored.get(&hit.number))
-        .filter(|m| query.matches(&m.body))
-        .map(|m| SearchHitView { message: MessageView::from(m), highlight: highlight(&m.body, &query) })
-        .collect();
-    let next = hits.last().filter(|_| more).map(|h| Cursor::Search { score: h.score, number: h.number.get() });
-    Ok(json_page(&uri, &views, next))
+    let entries = hits.iter().filter_map(|hit| {
+        let m = stored.get(&hit.number).filter(|m| query.matches(&m.body))?;
+        let view = SearchHitView { message: MessageView::from(m), highlight: highlight(&m.body, &query) };
+        Some((view, Cursor::Search { score: hit.score, number: hit.number.get() }))
+    });
+    Ok(json_page(&uri, entries, more, state.page_bytes))
 }

@@ -1,0 +1,171 @@
+//! A hostile or broken client, with real sockets against the real binary: slow and idle
+//! connections, odd methods, heavy pages, odd request ids. The server's time and memory per
+//! client stay bounded, and everyone else is served meanwhile.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use serde_json::json;
+
+fn address(server: &Server) -> String {
+    server.base.trim_start_matches("http://").to_owned()
+}
+
+/// Seconds until the server closes a connection that sent `bytes` and then nothing.
+fn closed_after(addr: &str, bytes: &[u8], give_up: Duration) -> Option<f64> {
+    let mut socket = TcpStream::connect(addr).unwrap();
+    socket.write_all(bytes).unwrap();
+    socket.set_read_timeout(Some(give_up)).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed().as_secs_f64()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(started.elapsed().as_secs_f64()),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_and_idle_connections_are_cut_and_others_are_served_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("CHATSYS_HEADER_TIMEOUT", "1s"), ("CHATSYS_BODY_TIMEOUT", "1s"), ("CHATSYS_IDLE_TIMEOUT", "2s")];
+    let server = Server::start_with(dir.path(), &env);
+    let addr = address(&server);
+    let token = server.new_app().await;
+
+    // a thousand sockets that hang: idle, half-sent headers, half-sent bodies
+    let mut hanging = Vec::new();
+    for i in 0..1000 {
+        let mut socket = TcpStream::connect(&addr).unwrap();
+        match i % 3 {
+            0 => {}
+            1 => socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap(),
+            _ => socket
+                .write_all(
+                    format!(
+                        "POST /applications/{token}/chats HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                         Content-Length: 100\r\n\r\n{{"
+                    )
+                    .as_bytes(),
+                )
+                .unwrap(),
+        }
+        hanging.push(socket);
+    }
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(server.get("/healthz").await.status, 200, "others are served while 1000 sockets hang");
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "and promptly ({:?})", started.elapsed());
+
+    let header = closed_after(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(10));
+    assert!(header.is_some_and(|s| s < 3.0), "half-sent headers are cut at the header timeout: {header:?}");
+    let idle = closed_after(&addr, b"", Duration::from_secs(10));
+    assert!(idle.is_some_and(|s| s < 4.0), "an idle socket is closed: {idle:?}");
+    let body = format!(
+        "POST /applications/{token}/chats HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{{"
+    );
+    let mut socket = TcpStream::connect(&addr).unwrap();
+    socket.write_all(body.as_bytes()).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = String::new();
+    let _ = socket.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "a body that does not arrive: {answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+
+    // every hanging socket has been closed by now
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut still_open = 0;
+    for socket in &mut hanging {
+        socket.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            match socket.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(_) => {
+                    still_open += 1;
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(still_open, 0, "every hanging socket was closed");
+    assert_eq!(server.new_chat(&token).await, 1, "and nothing half-sent was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn odd_methods_leave_the_metrics_flat_and_request_ids_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let before = server.get("/metrics").await.text.len();
+    for i in 0..2000 {
+        let method = format!("X{i:0>200}");
+        let r = server.http.request(method.parse().unwrap(), server.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 405);
+    }
+    let after = server.get("/metrics").await.text;
+    assert!(after.len() < before + 4000, "the metrics grew from {before} to {} bytes", after.len());
+    assert!(after.contains("method=\"other\""));
+
+    let echo = |id: String| {
+        let server = &server;
+        async move {
+            let r = server.http.get(server.url("/healthz")).header("x-request-id", &id).send().await.unwrap();
+            r.headers()["x-request-id"].to_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(echo("abc-123".into()).await, "abc-123");
+    let long = "a".repeat(300);
+    assert_ne!(echo(long.clone()).await, long, "a 300-character id is replaced");
+    assert_ne!(echo("has space".into()).await, "has space");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_stays_under_its_byte_cap_and_links_to_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &[("CHATSYS_PAGE_BYTES", "200000")]);
+    let token = server.new_app().await;
+    let chat = server.new_chat(&token).await;
+    let path = format!("/applications/{token}/chats/{chat}/messages");
+    // control characters escape to six bytes each in JSON
+    let body: String = "\u{1}".repeat(5_000);
+    for _ in 0..30 {
+        assert_eq!(server.post(&path, json!({"body": body})).await.status, 201);
+    }
+    let first = server.get(&format!("{path}?limit=1000")).await;
+    assert!(first.text.len() <= 200_000, "{} bytes", first.text.len());
+    let n = first.json.as_array().unwrap().len();
+    assert!((1..30).contains(&n), "a page cut short by its size ({n} items)");
+    assert!(first.link_next.is_some(), "links to the rest");
+    assert_eq!(server.all_pages(&format!("{path}?limit=1000")).await.len(), 30, "which is all there");
+}
+
+#[tokio::test]
+async fn the_docs_page_sends_its_security_headers_and_bearer_is_case_insensitive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &[("CHATSYS_ADMIN_TOKEN", "s3cret")]);
+    let docs = server.get("/docs").await;
+    assert!(docs.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert_eq!(docs.headers["x-content-type-options"], "nosniff");
+    assert_eq!(docs.headers["x-frame-options"], "DENY");
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = server
+            .http
+            .get(server.url("/applications"))
+            .header("authorization", format!("{scheme} s3cret"))
+            .send()
+            .await;
+        assert_eq!(r.unwrap().status(), 200, "{scheme}");
+    }
+    let r = server.http.get(server.url("/applications")).header("authorization", "Bearer s3cre").send().await;
+    assert_eq!(r.unwrap().status(), 401);
+}
