@@ -1,11 +1,28 @@
 //! Opaque pagination cursors. A cursor names the position after the last item of a page;
-//! it carries a checksum, so text the server did not issue is refused with a 400.
+//! it carries a MAC keyed with the server's secret, so text the server did not issue
+//! (forged or tampered) is refused with a 400. Every server of a deployment shares the key
+//! (see [`set_key`]), so a cursor from one is good at any other.
+
+use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
 
 use crate::error::ApiError;
+
+static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+
+/// Sets the process's cursor key (once, at start); false if one was set already. Without
+/// one, a random key is made at first use (cursors then hold for this process only).
+pub fn set_key(key: [u8; 32]) -> bool {
+    KEY.set(key).is_ok()
+}
+
+fn key() -> &'static [u8; 32] {
+    KEY.get_or_init(rand::random)
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cursor {
@@ -17,15 +34,19 @@ pub enum Cursor {
     Search { score: f32, number: u64 },
 }
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const APPLICATION: u8 = b'a';
 const NUMBER: u8 = b'n';
 const SEARCH: u8 = b's';
-const CHECKSUM_LEN: usize = 4;
+/// Bytes of the MAC a cursor carries (128 bits).
+const CHECKSUM_LEN: usize = 16;
 
 fn checksum(bytes: &[u8]) -> [u8; CHECKSUM_LEN] {
-    let digest = Sha256::new().chain_update(b"chatsys cursor").chain_update(bytes).finalize();
-    [digest[0], digest[1], digest[2], digest[3]]
+    let mut mac = Hmac::<Sha256>::new_from_slice(key()).expect("HMAC takes any key length");
+    mac.update(b"chatsys cursor");
+    mac.update(bytes);
+    let tag = mac.finalize().into_bytes();
+    tag[..CHECKSUM_LEN].try_into().expect("a SHA-256 tag is 32 bytes")
 }
 
 impl Cursor {
@@ -59,7 +80,10 @@ impl Cursor {
             return Err(invalid());
         }
         let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
-        if body[0] != VERSION || checksum(body) != sum {
+        // compared in full (not byte by byte with an early exit): no timing side channel
+        let expected = checksum(body);
+        let differs = expected.iter().zip(sum).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if body[0] != VERSION || differs != 0 {
             return Err(invalid());
         }
         let value = i64::from_be_bytes(body[2..10].try_into().expect("length checked"));
@@ -91,6 +115,18 @@ mod tests {
         {
             assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         }
+    }
+
+    #[test]
+    fn a_cursor_made_with_another_key_is_refused() {
+        use hmac::Mac as _;
+        let mut body = vec![VERSION, NUMBER];
+        body.extend_from_slice(&7u64.to_be_bytes());
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"not the server's key").unwrap();
+        mac.update(b"chatsys cursor");
+        mac.update(&body);
+        body.extend_from_slice(&mac.finalize().into_bytes()[..CHECKSUM_LEN]);
+        assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode(body)).is_err());
     }
 
     #[test]

@@ -58,6 +58,12 @@ pub struct Config {
     #[arg(long, env = "CHATSYS_ADMIN_TOKEN", global = true, hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// The secret that authenticates pagination cursors (every server of a deployment must
+    /// share it); unset: embedded mode keeps one in the data directory, distributed mode in
+    /// Redis
+    #[arg(long, env = "CHATSYS_CURSOR_SECRET", global = true, hide_env_values = true)]
+    pub cursor_secret: Option<String>,
+
     /// Log output: `text` or `json`
     #[arg(long, env = "CHATSYS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -216,6 +222,7 @@ impl fmt::Debug for Config {
             .field("redis_recovery_settle", &self.redis_recovery_settle)
             .field("database_pool", &self.database_pool)
             .field("admin_token", &redacted(&self.admin_token))
+            .field("cursor_secret", &redacted(&self.cursor_secret))
             .field("log_format", &self.log_format)
             .field("reconcile_interval", &self.reconcile_interval)
             .field("batch_max", &self.batch_max)

@@ -61,6 +61,22 @@ fn bounded(store: &Arc<MySqlStore>, config: &Config) -> Arc<dyn Store> {
     Arc::new(Deadline::new(store.clone(), config.write_timeout))
 }
 
+/// The cursor key every server shares: from the configured secret, else one made by the
+/// first server and kept in Redis (lost with Redis's data: cursors then answer 400 and
+/// clients start their lists again).
+async fn cursor_key(config: &Config, redis: &redis::aio::ConnectionManager) -> anyhow::Result<[u8; 32]> {
+    if let Some(secret) = &config.cursor_secret {
+        return Ok(crate::wiring::key_of(secret));
+    }
+    let name = format!("{}:cursor_secret", config.redis_prefix);
+    let made: [u8; 32] = rand::random();
+    let made: String = made.iter().map(|b| format!("{b:02x}")).collect();
+    let mut redis = redis.clone();
+    let _: bool = redis::AsyncCommands::set_nx(&mut redis, &name, made).await.context("storing the cursor secret")?;
+    let secret: String = redis::AsyncCommands::get(&mut redis, &name).await.context("reading the cursor secret")?;
+    Ok(crate::wiring::key_of(&secret))
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mysql = open_store(&config).await?;
     let store = bounded(&mysql, &config);
@@ -76,6 +92,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         queue.clone(),
     );
     numbering.counters().initialize().await.context("initialising the counters in Redis")?;
+    chatsys_api::cursor::set_key(cursor_key(&config, &redis).await?);
     let search = open_search(&config).await?;
     let bulletin = Arc::new(RedisBulletin::new(
         &url(&config.redis_url, "CHATSYS_REDIS_URL")?,

@@ -90,7 +90,30 @@ async fn open_embedded_index(config: &Config, store: &Arc<SqliteStore>) -> anyho
     Ok(Arc::new(index))
 }
 
+/// The cursor key: from the configured secret, else one made once and kept in `dir`.
+fn embedded_cursor_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    if let Some(secret) = &config.cursor_secret {
+        return Ok(key_of(secret));
+    }
+    let path = config.data_dir.join("cursor.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok(key_of(text.trim()));
+    }
+    let made: [u8; 32] = rand::random();
+    let text: String = made.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(&config.data_dir)?;
+    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(key_of(&text))
+}
+
+pub(crate) fn key_of(secret: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.as_bytes()).into()
+}
+
 async fn serve_embedded(config: Config) -> anyhow::Result<()> {
+    chatsys_api::cursor::set_key(embedded_cursor_key(&config)?);
     let store = open_embedded_store(&config).await?;
     let index = open_embedded_index(&config, &store).await?;
     tracing::info!(data_dir = %config.data_dir.display(), "embedded mode: sqlite store, tantivy search, in-process numbering and queue");
