@@ -15,12 +15,20 @@ use crate::state::AppState;
 
 /// Submits an edit or a delete, in a task of its own: a client that goes away cannot cut
 /// the submit short, so its outcome is settled either way.
-pub(crate) async fn change(state: &AppState, command: Command) -> Result<(), ApiError> {
-    let state = state.clone();
-    tokio::spawn(async move { state.queue.submit(Queued::from(command)).await })
+pub(crate) async fn change(state: &AppState, queued: impl Into<Queued>) -> Result<(), ApiError> {
+    let (state, queued) = (state.clone(), queued.into());
+    tokio::spawn(async move { state.queue.submit(queued).await })
         .await
         .map_err(|_| ApiError::internal())?
         .map_err(ApiError::from)
+}
+
+/// After a delete: the idempotency answers kept outside the store for creates at or under
+/// `path` hold the deleted text, so they go too (the store's copies go with the delete).
+pub(crate) async fn forget_answers(state: &AppState, path: &str) {
+    if let Err(e) = state.idempotency.forget_under(path).await {
+        tracing::warn!(error = %e, "idempotency answers of a deleted item were not removed; they expire in 24 h");
+    }
 }
 
 /// Submits a create; on failure, voids its number (and sends its tombstone where needed).

@@ -75,7 +75,7 @@ impl AppState {
         if let Err(e) = self.numbering.forget_application(app).await {
             tracing::warn!(error = %e, "an erased application's counters were not removed");
         }
-        if let Err(e) = self.idempotency.forget_application(token).await {
+        if let Err(e) = self.idempotency.forget_under(&format!("/applications/{token}")).await {
             tracing::warn!(error = %e, "an erased application's idempotency answers were not removed; they expire in 24 h");
         }
         if let Some(search) = self.search.clone() {

@@ -61,9 +61,19 @@ async fn a_deleted_message_is_gone_everywhere_and_its_number_is_never_reused() {
     let token = server.new_app().await;
     let chat = server.new_chat(&token).await;
     let path = format!("/applications/{token}/chats/{chat}/messages");
-    for i in 1..=7 {
+    for i in 1..=6 {
         server.post(&path, json!({"body": format!("message {i} Zq8marker{i}")})).await;
     }
+    // the last one with an Idempotency-Key: its kept answer holds the text too
+    let keyed = server
+        .http
+        .post(server.url(&path))
+        .header("idempotency-key", "seventh")
+        .json(&json!({"body": "message 7 Zq8marker7"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), 201);
     // committed to the search index first (which keeps grams, never the text itself)
     searchable(&server, &format!("{path}/search?q=Zq8marker7")).await;
     let events = server.url(&format!("/applications/{token}/chats/{chat}/events"));

@@ -192,3 +192,36 @@ async fn deleted_numbers_are_never_reused_even_after_a_redis_data_loss() {
     let chat3 = front.post(&format!("/applications/{token}/chats/3/messages"), json!({"body": "x"})).await;
     assert!(chat3.is_problem(404), "the deleted chat stays deleted: {chat3:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_message_s_kept_answer_goes_with_it() {
+    let Some(cluster) = Cluster::start(1, 1, false).await else { return };
+    let front = Client::new(&cluster.base);
+    let token = front.new_app().await;
+    let chat = front.new_chat(&token).await;
+    let path = format!("/applications/{token}/chats/{chat}/messages");
+    let keyed = front
+        .http
+        .post(front.url(&path))
+        .header("idempotency-key", "Vb2marker-key")
+        .json(&json!({"body": "Vb2marker text"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), 201);
+    cluster.drained().await;
+    assert!(redis_values(&format!("{}:idem*", cluster.name)).await.iter().any(|v| v.contains("Vb2marker")));
+    assert_eq!(front.request("DELETE", &format!("{path}/1"), None).await.status, 204);
+    cluster.drained().await;
+    for _ in 0..50 {
+        let rows = cluster.sql("SELECT COUNT(*) FROM idempotency_keys WHERE body LIKE '%Vb2marker%'").await;
+        if rows[0][0] == "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = cluster.sql("SELECT COUNT(*) FROM idempotency_keys WHERE body LIKE '%Vb2marker%'").await;
+    assert_eq!(rows[0][0], "0", "the stored answer is erased with the message");
+    let kept = redis_values(&format!("{}:idem*", cluster.name)).await;
+    assert!(!kept.iter().any(|v| v.contains("Vb2marker")), "and the one kept in Redis: {kept:?}");
+}

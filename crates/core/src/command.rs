@@ -131,10 +131,22 @@ pub struct Queued {
     pub command: Command,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<IdempotencyRecord>,
+    /// A delete's path (`/applications/<token>/chats/<n>[/messages/<m>]`): the answers kept
+    /// for idempotent creates at or under it go with it, in the same transaction (they hold
+    /// the deleted text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erase_answers_under: Option<String>,
+}
+
+impl Queued {
+    /// A delete that also erases the idempotency answers at or under `path`.
+    pub fn erasing(command: Command, path: String) -> Self {
+        Self { command, idempotency: None, erase_answers_under: Some(path) }
+    }
 }
 
 impl From<Command> for Queued {
     fn from(command: Command) -> Self {
-        Self { command, idempotency: None }
+        Self { command, idempotency: None, erase_answers_under: None }
     }
 }

@@ -300,9 +300,10 @@ pub trait IdempotencyKeys: Send + Sync + 'static {
     /// The request holding the key failed; a repeat may try again.
     async fn release(&self, scope: &str, key: &str);
 
-    /// Forgets every answer kept for requests of an erased application (outside the store,
-    /// which erases its own copies with the application).
-    async fn forget_application(&self, token: &AppToken) -> Result<()>;
+    /// Forgets every answer kept for creates at or under `path` (an erased application, a
+    /// deleted chat or message: the answers hold their text), outside the store, which
+    /// erases its own copies with them.
+    async fn forget_under(&self, path: &str) -> Result<()>;
 }
 
 /// A store's record of which messages each batch changed, for a search index that commits

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chatsys_core::ports::{Claim, IdempotencyKeys, Store};
-use chatsys_core::{AppToken, Error, IdempotencyRecord, Result};
+use chatsys_core::{Error, IdempotencyRecord, Result};
 
 pub struct LocalIdempotencyKeys {
     store: Arc<dyn Store>,
@@ -51,8 +51,8 @@ impl IdempotencyKeys for LocalIdempotencyKeys {
         self.in_flight.lock().expect("poisoned").remove(&(scope.to_owned(), key.to_owned()));
     }
 
-    async fn forget_application(&self, _: &AppToken) -> Result<()> {
-        // answers live only in the store here, which erases them with the application
+    async fn forget_under(&self, _: &str) -> Result<()> {
+        // answers live only in the store here, which erases them with what they created
         Ok(())
     }
 }
@@ -81,16 +81,25 @@ impl RedisIdempotencyKeys {
         format!("{}:idem:{digest}", self.prefix)
     }
 
-    /// The set of an application's answers (its erasure removes them): every answer's
-    /// location names its application, `/applications/<token>…`.
-    fn of_application(&self, token: &str) -> String {
-        format!("{}:idem-of:{}", self.prefix, sha_hex(token))
+    /// The set of the answers at or under a path (an application, a chat, a message), so a
+    /// delete or an erasure can find them.
+    fn under(&self, path: &str) -> String {
+        format!("{}:idem-under:{}", self.prefix, sha_hex(path))
     }
 }
 
-/// The token a location names (`/applications/<token>`, or below it).
-fn token_of(location: &str) -> Option<&str> {
-    location.strip_prefix("/applications/")?.split('/').next().filter(|t| !t.is_empty())
+/// A location and each path above it below `/applications`: `/applications/T`,
+/// `/applications/T/chats/1`, `/applications/T/chats/1/messages/5`.
+fn paths_of(location: &str) -> Vec<&str> {
+    let Some(rest) = location.strip_prefix("/applications/") else { return Vec::new() };
+    let segments = rest.split('/').count();
+    (0..segments)
+        .step_by(2)
+        .map(|i| {
+            let end = rest.split('/').take(i + 1).map(str::len).sum::<usize>() + i;
+            &location[.."/applications/".len() + end]
+        })
+        .collect()
 }
 
 fn sha_hex(text: &str) -> String {
@@ -146,17 +155,17 @@ impl IdempotencyKeys for RedisIdempotencyKeys {
         let name = self.key(&record.scope, &record.key);
         let mut pipe = redis::pipe();
         pipe.set_ex(&name, json, ttl).ignore();
-        if let Some(token) = token_of(&record.location) {
-            let set = self.of_application(token);
+        for path in paths_of(&record.location) {
+            let set = self.under(path);
             pipe.sadd(&set, &name).ignore().expire(&set, ttl as i64).ignore();
         }
         let _: () = pipe.query_async(&mut self.redis.clone()).await.map_err(crate::redis::redis_error)?;
         Ok(())
     }
 
-    async fn forget_application(&self, token: &AppToken) -> Result<()> {
+    async fn forget_under(&self, path: &str) -> Result<()> {
         use redis::AsyncCommands as _;
-        let set = self.of_application(token.as_str());
+        let set = self.under(path);
         let mut redis = self.redis.clone();
         let names: Vec<String> = redis.smembers(&set).await.map_err(crate::redis::redis_error)?;
         let mut doomed = names;
@@ -172,5 +181,18 @@ impl IdempotencyKeys for RedisIdempotencyKeys {
         if let Err(e) = released {
             tracing::warn!(error = %e, "idempotency claim not released; it expires by itself");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_location_names_every_path_above_it() {
+        assert_eq!(super::paths_of("/applications/T"), ["/applications/T"]);
+        assert_eq!(
+            super::paths_of("/applications/T/chats/12/messages/5"),
+            ["/applications/T", "/applications/T/chats/12", "/applications/T/chats/12/messages/5"]
+        );
+        assert!(super::paths_of("/elsewhere").is_empty());
     }
 }

@@ -49,7 +49,11 @@ pub async fn create(
         let created = Created { location: format!("{scope}/{number}"), body: to_json(&ChatView::from(&chat)) };
         let command = Command::CreateChat { app, chat: number, at };
         // on failure the number is skipped: a message sent to it must not bring the chat into being
-        durable::create(&state, Queued { command, idempotency: pending.map(|p| p.record(&created)) }).await?;
+        durable::create(
+            &state,
+            Queued { command, idempotency: pending.map(|p| p.record(&created)), erase_answers_under: None },
+        )
+        .await?;
         Ok(created)
     })
     .await
@@ -134,7 +138,10 @@ pub async fn delete(
     if !state.numbering.chat_exists(app, chat).await? {
         return Err(unknown_chat(chat));
     }
-    durable::change(&state, Command::DeleteChat { app, chat, at: Timestamp::now() }).await?;
+    let path = format!("/applications/{token}/chats/{chat}");
+    durable::change(&state, Queued::erasing(Command::DeleteChat { app, chat, at: Timestamp::now() }, path.clone()))
+        .await?;
+    durable::forget_answers(&state, &path).await;
     // from now on the number names nothing: messages to it and a repeated delete answer 404
     if let Err(e) = state.numbering.void_chat(app, chat).await {
         tracing::warn!(error = %e, "a deleted chat's number was not voided; the store's tombstone still holds");

@@ -55,7 +55,11 @@ pub async fn create(
             Message { chat_number: chat, number, body: body.as_str().to_owned(), created_at: at, updated_at: at };
         let created = Created { location: format!("{scope}/{number}"), body: to_json(&MessageView::from(&message)) };
         let command = Command::CreateMessage { app, chat, number, body, at };
-        durable::create(&state, Queued { command, idempotency: pending.map(|p| p.record(&created)) }).await?;
+        durable::create(
+            &state,
+            Queued { command, idempotency: pending.map(|p| p.record(&created)), erase_answers_under: None },
+        )
+        .await?;
         Ok(created)
     })
     .await
@@ -161,8 +165,11 @@ pub async fn update(
     let at = Timestamp::now();
     durable::change(&state, Command::EditMessage { app, chat, number, body: body.clone(), at, version }).await?;
     let message = match state.queue.durability() {
-        // the row as committed: this edit, or a newer one that won
-        Durability::Stored => state.store.message(app, chat, number).await?.ok_or_else(ApiError::internal)?,
+        // the row as committed: this edit, or a newer one that won (or none: a delete that
+        // raced this edit won, and is final)
+        Durability::Stored => {
+            state.store.message(app, chat, number).await?.ok_or_else(|| unknown_message(chat, number))?
+        }
         Durability::Queued => {
             let created = match stored {
                 Some(m) => Some(m),
@@ -204,7 +211,10 @@ pub async fn delete(
     let app = state.app_id(&token).await?;
     let version =
         state.numbering.next_version(app, chat, number).await?.ok_or_else(|| unknown_message(chat, number))?;
-    durable::change(&state, Command::DeleteMessage { app, chat, number, at: Timestamp::now(), version }).await?;
+    let path = format!("/applications/{token}/chats/{chat}/messages/{number}");
+    let command = Command::DeleteMessage { app, chat, number, at: Timestamp::now(), version };
+    durable::change(&state, Queued::erasing(command, path.clone())).await?;
+    durable::forget_answers(&state, &path).await;
     // from now on the number names nothing: edits and a repeated delete answer 404
     if let Err(e) = state.numbering.void_message(app, chat, number).await {
         tracing::warn!(error = %e, "a deleted message's number was not voided; the store's tombstone still holds");

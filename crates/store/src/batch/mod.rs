@@ -65,6 +65,8 @@ pub(crate) trait BatchTx: Send {
     /// Adds each delta to its application's `chats_count`.
     async fn add_chats_counts(&mut self, deltas: &[(i64, i64)]) -> Result<()>;
     async fn insert_idempotency_records(&mut self, records: &[IdempotencyRecord]) -> Result<()>;
+    /// Deletes the idempotency records whose location is one of `paths` or under it.
+    async fn erase_answers(&mut self, paths: &[String]) -> Result<()>;
     async fn commit(self) -> Result<()>;
 }
 
@@ -149,6 +151,10 @@ pub(crate) async fn write<T: BatchTx>(mut tx: T, batch: &[Queued], rev: u64) -> 
     }
     if !records.is_empty() {
         tx.insert_idempotency_records(&records).await?;
+    }
+    let erased: Vec<String> = batch.iter().filter_map(|q| q.erase_answers_under.clone()).collect();
+    if !erased.is_empty() {
+        tx.erase_answers(&erased).await?;
     }
     tx.commit().await?;
     Ok(changes.outcome)

@@ -263,6 +263,21 @@ impl BatchTx for MySqlBatch {
         insert_idempotency_records(&mut self.tx, records).await
     }
 
+    async fn erase_answers(&mut self, paths: &[String]) -> Result<()> {
+        for path in paths {
+            query(
+                "DELETE FROM idempotency_keys WHERE location = ? OR LEFT(location, CHAR_LENGTH(?) + 1) = CONCAT(?, '/')",
+            )
+            .bind(path)
+            .bind(path)
+            .bind(path)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(store_error("erasing idempotency records"))?;
+        }
+        Ok(())
+    }
+
     async fn commit(self) -> Result<()> {
         self.tx.commit().await.map_err(store_error("committing a batch"))
     }

@@ -250,6 +250,19 @@ impl BatchTx for SqliteBatch<'_> {
         insert_idempotency_records(&mut self.tx, records).await
     }
 
+    async fn erase_answers(&mut self, paths: &[String]) -> Result<()> {
+        for path in paths {
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE location = ?1 OR substr(location, 1, length(?1) + 1) = ?1 || '/'",
+            )
+            .bind(path)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(store_error("erasing idempotency records"))?;
+        }
+        Ok(())
+    }
+
     async fn commit(self) -> Result<()> {
         self.tx.commit().await.map_err(store_error("committing a batch"))
     }
