@@ -30,8 +30,8 @@ pub enum Cursor {
     Application { created_at: i64, token: String },
     /// After this chat or message number.
     Number(u64),
-    /// After the search hit with this score and message number.
-    Search { score: f32, number: u64 },
+    /// After the search hit of this rank (body length) and message number.
+    Search { length: u64, number: u64 },
 }
 
 const VERSION: u8 = 2;
@@ -62,10 +62,10 @@ impl Cursor {
                 bytes.push(NUMBER);
                 bytes.extend_from_slice(&n.to_be_bytes());
             }
-            Cursor::Search { score, number } => {
+            Cursor::Search { length, number } => {
                 bytes.push(SEARCH);
                 bytes.extend_from_slice(&number.to_be_bytes());
-                bytes.extend_from_slice(&score.to_bits().to_be_bytes());
+                bytes.extend_from_slice(&length.to_be_bytes());
             }
         }
         let sum = checksum(&bytes);
@@ -93,9 +93,10 @@ impl Cursor {
                 token: String::from_utf8(token.to_vec()).map_err(|_| invalid())?,
             }),
             (NUMBER, []) => Ok(Cursor::Number(value as u64)),
-            (SEARCH, &[a, b, c, d]) => {
-                Ok(Cursor::Search { score: f32::from_bits(u32::from_be_bytes([a, b, c, d])), number: value as u64 })
-            }
+            (SEARCH, length) if length.len() == 8 => Ok(Cursor::Search {
+                length: u64::from_be_bytes(length.try_into().expect("length checked")),
+                number: value as u64,
+            }),
             _ => Err(invalid()),
         }
     }

@@ -19,4 +19,4 @@ mod views;
 pub use error::ApiError;
 pub use router::{openapi, router, worker_router};
 
-pub use state::{AppState, RequestLimits, Services};
+pub use state::{AppState, RequestLimits, SearchLimits, Services};

@@ -25,6 +25,8 @@ pub struct Services {
     pub page_bytes: usize,
     /// How long a request may take to arrive (its body) and to be answered.
     pub request_limits: RequestLimits,
+    /// How long a search may take, and how many run their CPU work at once.
+    pub search_limits: SearchLimits,
     /// News of chats that moved and applications erased, from every process.
     pub bulletin: Arc<dyn Bulletin>,
     pub live: LiveLimits,
@@ -37,6 +39,15 @@ pub struct RequestLimits {
     pub request_timeout: std::time::Duration,
 }
 
+/// A search answers 503 past `timeout`; its CPU work (the index, then checking and marking
+/// the hits) runs on at most `threads` blocking threads at once, so searches never take
+/// every core from the request threads.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchLimits {
+    pub timeout: std::time::Duration,
+    pub threads: usize,
+}
+
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
@@ -47,6 +58,8 @@ pub struct Inner {
     /// once on every server (news of the erasure); only hits are cached (a token may come
     /// into being later).
     app_ids: Cache<AppToken, AppId>,
+    /// One permit per thread that may check and highlight search hits.
+    highlighters: Arc<tokio::sync::Semaphore>,
 }
 
 const APP_ID_CACHE_ENTRIES: usize = 100_000;
@@ -55,7 +68,8 @@ impl AppState {
     /// Starts the live-events hub too: call within the runtime.
     pub fn new(services: Services) -> Self {
         let hub = Hub::start(services.store.clone(), services.bulletin.as_ref(), services.live);
-        let inner = Arc::new(Inner { services, hub, app_ids: Cache::new(APP_ID_CACHE_ENTRIES) });
+        let highlighters = Arc::new(tokio::sync::Semaphore::new(services.search_limits.threads.max(1)));
+        let inner = Arc::new(Inner { services, hub, app_ids: Cache::new(APP_ID_CACHE_ENTRIES), highlighters });
         let weak = Arc::downgrade(&inner);
         inner.services.bulletin.subscribe(Arc::new(move |news| {
             if let (News::Erased { app }, Some(inner)) = (news, weak.upgrade()) {
@@ -100,6 +114,17 @@ impl AppState {
         }
         metrics::counter!("chatsys_applications_erased_total").increment(1);
         Ok(())
+    }
+
+    /// A turn on a highlighting thread; it goes with the work into the blocking task, so a
+    /// search given up at its deadline still holds its turn until the work ends.
+    pub async fn highlighter_turn(&self) -> chatsys_core::Result<tokio::sync::OwnedSemaphorePermit> {
+        self.0
+            .highlighters
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| chatsys_core::Error::unavailable("search is closed"))
     }
 
     pub fn live(&self) -> &Arc<Hub> {

@@ -89,6 +89,7 @@ async fn a_create_that_cannot_be_made_durable_answers_503_and_its_chat_never_exi
         admin_token: None,
         body_limit: 256 * 1024,
         page_bytes: 1 << 20,
+        search_limits: chatsys_api::SearchLimits { timeout: std::time::Duration::from_secs(5), threads: 1 },
         request_limits: chatsys_api::RequestLimits {
             body_timeout: std::time::Duration::from_secs(10),
             request_timeout: std::time::Duration::from_secs(30),
@@ -149,6 +150,7 @@ async fn readiness_names_the_dependency_that_is_down() {
         admin_token: None,
         body_limit: 256 * 1024,
         page_bytes: 1 << 20,
+        search_limits: chatsys_api::SearchLimits { timeout: std::time::Duration::from_secs(5), threads: 1 },
         request_limits: chatsys_api::RequestLimits {
             body_timeout: std::time::Duration::from_secs(10),
             request_timeout: std::time::Duration::from_secs(30),

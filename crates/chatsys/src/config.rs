@@ -88,6 +88,15 @@ pub struct Config {
     #[arg(long, env = "CHATSYS_SEARCH_COMMIT_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration, global = true)]
     pub search_commit_interval: Duration,
 
+    /// Searches run at once per server (embedded mode: threads of the index); more wait
+    /// their turn (0: half the cores)
+    #[arg(long, env = "CHATSYS_SEARCH_THREADS", default_value_t = 0, global = true)]
+    pub search_threads: u32,
+
+    /// How long a search may take before it answers 503
+    #[arg(long, env = "CHATSYS_SEARCH_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, global = true)]
+    pub search_timeout: Duration,
+
     /// How long a create, edit or delete may take to become durable before it answers 503,
     /// and the bound of every call to the database (e.g. `10s`)
     #[arg(long, env = "CHATSYS_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
@@ -174,6 +183,19 @@ impl Config {
         chatsys_api::RequestLimits { body_timeout: self.body_timeout, request_timeout: self.request_timeout }
     }
 
+    pub fn search_limits(&self) -> chatsys_api::SearchLimits {
+        chatsys_api::SearchLimits { timeout: self.search_timeout, threads: self.search_threads() }
+    }
+
+    /// Searches at once: as configured, else half the cores (at least one), so searches
+    /// never take every core from the request threads.
+    pub fn search_threads(&self) -> usize {
+        match self.search_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get() / 2).max(1),
+            n => n as usize,
+        }
+    }
+
     pub fn live(&self) -> chatsys_api::live::LiveLimits {
         chatsys_api::live::LiveLimits {
             max_subscribers: self.events_max_subscribers as usize,
@@ -230,6 +252,8 @@ impl fmt::Debug for Config {
             .field("write_timeout", &self.write_timeout)
             .field("queue_capacity", &self.queue_capacity)
             .field("search_commit_interval", &self.search_commit_interval)
+            .field("search_threads", &self.search_threads)
+            .field("search_timeout", &self.search_timeout)
             .field("events_max_subscribers", &self.events_max_subscribers)
             .field("events_backlog", &self.events_backlog)
             .field("events_heartbeat", &self.events_heartbeat)

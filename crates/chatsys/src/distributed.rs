@@ -113,6 +113,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         body_limit: config.body_limit,
         page_bytes: config.page_bytes as usize,
         request_limits: config.request_limits(),
+        search_limits: config.search_limits(),
         bulletin,
         live: config.live(),
     };

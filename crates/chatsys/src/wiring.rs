@@ -83,7 +83,7 @@ fn search_dir(config: &Config) -> std::path::PathBuf {
 }
 
 async fn open_embedded_index(config: &Config, store: &Arc<SqliteStore>) -> anyhow::Result<Arc<TantivyIndex>> {
-    let search = TantivyConfig::new(config.search_commit_interval);
+    let search = TantivyConfig::new(config.search_commit_interval, config.search_threads());
     let index = TantivyIndex::open(search_dir(config), store.clone(), search)
         .await
         .with_context(|| format!("opening the search index in {}", search_dir(config).display()))?;
@@ -135,6 +135,7 @@ async fn serve_embedded(config: Config) -> anyhow::Result<()> {
         body_limit: config.body_limit,
         page_bytes: config.page_bytes as usize,
         request_limits: config.request_limits(),
+        search_limits: config.search_limits(),
         bulletin,
         live: config.live(),
     };

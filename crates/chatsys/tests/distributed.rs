@@ -52,12 +52,11 @@ async fn three_servers_and_three_times_sixty_four_racing_clients_get_exactly_one
         assert!(metrics.contains("chatsys_creates_total{kind=\"message\"}"), "a server took no message creates");
     }
     cluster.drained().await;
-    let rows = cluster.sql(&format!(
+    let counts = format!(
         "SELECT (SELECT COUNT(*) FROM chats c JOIN applications a ON a.id = c.application_id WHERE a.token = '{token}'), \
                 (SELECT COUNT(*) FROM messages m JOIN applications a ON a.id = m.application_id WHERE a.token = '{token}' AND m.chat_number = 9)"
-    ))
-    .await;
-    assert_eq!(rows[0], ["576", "960"]);
+    );
+    assert_eq!(cluster.sql_eventually(&counts, &["576", "960"]).await, ["576", "960"]);
     let app = front.get(&format!("/applications/{token}")).await;
     assert_eq!(app.json["chats_count"], 576);
     let chat = front.get(&format!("/applications/{token}/chats/9")).await;
@@ -89,10 +88,23 @@ async fn an_edit_made_right_after_its_create_is_never_lost() {
         .collect()
         .await;
     cluster.drained().await;
+    // a worker may still hold the last deliveries: each check waits, with a bound
     for n in edited {
-        let m = front.get(&format!("{path}/{n}")).await;
+        let mut m = front.get(&format!("{path}/{n}")).await;
+        for _ in 0..100 {
+            if m.json["body"].as_str().is_some_and(|b| b.starts_with("second")) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            m = front.get(&format!("{path}/{n}")).await;
+        }
         assert!(m.json["body"].as_str().unwrap().starts_with("second"), "{m:?}");
     }
+    let counted = format!(
+        "SELECT messages_count FROM chats c JOIN applications a ON a.id = c.application_id \
+         WHERE a.token = '{token}' AND c.number = {chat}"
+    );
+    assert_eq!(cluster.sql_eventually(&counted, &["40"]).await, ["40"]);
     let c = front.get(&format!("/applications/{token}/chats/{chat}")).await;
     assert_eq!(c.json["messages_count"], 40);
 }

@@ -324,11 +324,25 @@ pub trait ChangeFeed: Send + Sync + 'static {
     async fn erasures_since(&self, rev: u64) -> Result<Vec<(u64, Erasure)>>;
 }
 
-/// Where a page of search hits ends: a hit's score and number.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Where a page of search hits ends: a hit's rank and number.
+///
+/// Relevance depends only on the query and the message (never on other messages, chats or
+/// applications, so pages stay put while others write): every hit holds every term, and
+/// the terms make up the larger share of a shorter body, so the shorter body ranks first
+/// (relevance = the terms' length / the body's length, in characters); identical bodies
+/// tie, and ties go to the higher number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SearchPosition {
-    pub score: f32,
+    /// The body's length in characters: lower ranks first.
+    pub length: u64,
     pub number: MessageNumber,
+}
+
+impl SearchPosition {
+    /// The order of hits, as one key: greater comes first.
+    pub fn key(&self) -> (u64, u64) {
+        (u64::MAX - self.length, self.number.get())
+    }
 }
 
 /// A message that matched, by relevance.
@@ -351,8 +365,8 @@ pub trait SearchIndex: Send + Sync + 'static {
         false
     }
 
-    /// Messages of this one chat whose body holds every term, best first (ties: higher
-    /// number first), strictly after `after`, at most `limit`.
+    /// Messages of this one chat whose body holds every term, most relevant first (see
+    /// [`SearchPosition`]), strictly after `after`, at most `limit`.
     async fn search(
         &self,
         app: AppId,

@@ -51,35 +51,54 @@ impl SearchQuery {
 /// The body, HTML-escaped, with every occurrence of every term wrapped in `<mark>…</mark>`;
 /// overlapping or touching occurrences share one mark.
 pub fn highlight(body: &str, query: &SearchQuery) -> String {
-    // The lower-cased text, and for each of its bytes the index of the body character it
-    // comes from (lower-casing may turn one character into several).
-    let mut lower = String::with_capacity(body.len());
-    let mut source_char: Vec<usize> = Vec::with_capacity(body.len());
-    for (i, c) in body.chars().enumerate() {
-        for l in c.to_lowercase() {
-            lower.push(l);
-            source_char.extend(std::iter::repeat_n(i, l.len_utf8()));
-        }
+    Highlighter::new(query).highlight(body)
+}
+
+/// [`highlight`] for many bodies of one query: the terms are compiled once, and each body
+/// is marked in time linear in its length (one pass finds every occurrence of every term,
+/// overlapping ones included; a second marks them).
+pub struct Highlighter {
+    terms: aho_corasick::AhoCorasick,
+}
+
+impl Highlighter {
+    pub fn new(query: &SearchQuery) -> Self {
+        let terms = aho_corasick::AhoCorasick::new(query.terms()).expect("search terms are at most 256 characters");
+        Self { terms }
     }
-    let mut spans: Vec<(usize, usize)> = Vec::new();
-    for term in query.terms() {
-        let mut from = 0;
-        while let Some(found) = lower[from..].find(term.as_str()) {
-            let start = from + found;
-            let end = start + term.len();
-            spans.push((source_char[start], source_char[end - 1] + 1));
-            // the next occurrence may overlap this one: resume one character later
-            from = start + lower[start..].chars().next().map_or(1, char::len_utf8);
+
+    pub fn highlight(&self, body: &str) -> String {
+        // The lower-cased text, and for each of its bytes the index of the body character it
+        // comes from (lower-casing may turn one character into several).
+        let mut lower = String::with_capacity(body.len());
+        let mut source_char: Vec<usize> = Vec::with_capacity(body.len());
+        let mut chars = 0;
+        for (i, c) in body.chars().enumerate() {
+            for l in c.to_lowercase() {
+                lower.push(l);
+                source_char.extend(std::iter::repeat_n(i, l.len_utf8()));
+            }
+            chars = i + 1;
         }
-    }
-    spans.sort_unstable();
-    let mut merged: Vec<(usize, usize)> = Vec::new();
-    for (start, end) in spans {
-        match merged.last_mut() {
-            Some(last) if start <= last.1 => last.1 = last.1.max(end),
-            _ => merged.push((start, end)),
+        // for each character where an occurrence starts, the furthest one ends
+        let mut reach = vec![0usize; chars];
+        for found in self.terms.find_overlapping_iter(&lower) {
+            let (start, end) = (source_char[found.start()], source_char[found.end() - 1] + 1);
+            reach[start] = reach[start].max(end);
         }
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        for (start, &end) in reach.iter().enumerate().filter(|(_, end)| **end > 0) {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        mark(body, &merged)
     }
+}
+
+/// The body, HTML-escaped, with `<mark>` around each of the (sorted, disjoint) spans.
+fn mark(body: &str, merged: &[(usize, usize)]) -> String {
     let mut out = String::with_capacity(body.len() + merged.len() * 13);
     let mut next = merged.iter().peekable();
     let mut open_until = None;

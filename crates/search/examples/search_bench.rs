@@ -83,7 +83,7 @@ async fn main() {
     let hot = args.get(1).copied().unwrap_or(100_000).min(total);
     let settle = args.get(2).copied().unwrap_or(0) as u64;
     let dir = tempfile::tempdir().unwrap();
-    let config = TantivyConfig::new(Duration::from_secs(1));
+    let config = TantivyConfig::new(Duration::from_secs(1), 2);
     let index = TantivyIndex::open(dir.path().join("search"), Arc::new(NoChanges), config).await.unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let words = vocabulary(&mut rng);

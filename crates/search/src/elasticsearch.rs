@@ -73,6 +73,7 @@ pub fn index_definition(replicas: u32) -> Value {
                 "app": {"type": "long"},
                 "chat": {"type": "keyword"},
                 "number": {"type": "long"},
+                "length": {"type": "long"},
                 "body": {
                     "type": "text",
                     "analyzer": "chatsys_trigrams",
@@ -98,7 +99,9 @@ pub fn bulk_body(index: &str, docs: &[ChangedMessage]) -> String {
             "version": d.position.get(),
             "version_type": "external"
         }});
-        let doc = json!({"app": d.app.0, "chat": chat_key(d.app, d.chat), "number": d.number.get(), "body": d.body.as_deref().unwrap_or("")});
+        let body = d.body.as_deref().unwrap_or("");
+        let length = body.chars().count();
+        let doc = json!({"app": d.app.0, "chat": chat_key(d.app, d.chat), "number": d.number.get(), "length": length, "body": body});
         out.push_str(&action.to_string());
         out.push('\n');
         out.push_str(&doc.to_string());
@@ -141,7 +144,9 @@ pub fn bulk_outcome(response: &Value) -> Result<Vec<usize>> {
     Ok(retry)
 }
 
-/// The search request: the chat as a filter, one clause per term, relevance then number.
+/// The search request: the chat as a filter, one clause per term, ranked by the body's
+/// length then the number (relevance from the message alone: see `SearchPosition`), with
+/// no scoring at all.
 pub fn search_body(
     app: AppId,
     chat: ChatNumber,
@@ -165,10 +170,10 @@ pub fn search_body(
         "track_total_hits": false,
         "_source": false,
         "query": {"bool": {"filter": [{"term": {"chat": chat_key(app, chat)}}], "must": must}},
-        "sort": [{"_score": "desc"}, {"number": "desc"}]
+        "sort": [{"length": "asc"}, {"number": "desc"}]
     });
     if let Some(after) = after {
-        body["search_after"] = json!([after.score, after.number.get()]);
+        body["search_after"] = json!([after.length, after.number.get()]);
     }
     body
 }
@@ -179,10 +184,10 @@ pub fn search_hits(response: &Value) -> Result<Vec<SearchHit>> {
     hits.iter()
         .map(|hit| {
             let sort = &hit["sort"];
-            let score = sort[0].as_f64().ok_or_else(|| Error::internal("a hit without its score"))? as f32;
+            let length = sort[0].as_u64().ok_or_else(|| Error::internal("a hit without its length"))?;
             let number = sort[1].as_u64().and_then(|n| MessageNumber::new(n).ok());
             let number = number.ok_or_else(|| Error::internal("a hit without its number"))?;
-            Ok(SearchHit { score, number })
+            Ok(SearchHit { length, number })
         })
         .collect()
 }

@@ -30,20 +30,23 @@ pub struct TantivyConfig {
     pub commit_interval: Duration,
     /// The indexer's memory before it writes a segment.
     pub memory_budget: usize,
+    /// Searches run at once (each on a blocking thread); more wait their turn, so that
+    /// searches never take every core from the request threads.
+    pub search_threads: usize,
 }
 
 impl TantivyConfig {
     /// The indexer's memory before it writes a segment, unless told otherwise.
     pub const MEMORY_BUDGET: usize = 15_000_000;
 
-    pub fn new(commit_interval: Duration) -> Self {
-        Self { commit_interval, memory_budget: Self::MEMORY_BUDGET }
+    pub fn new(commit_interval: Duration, search_threads: usize) -> Self {
+        Self { commit_interval, memory_budget: Self::MEMORY_BUDGET, search_threads: search_threads.max(1) }
     }
 }
 
 /// Bumped whenever the schema or the tokenizers change: an index of another version is
 /// rebuilt from the store on start.
-const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_VERSION: u32 = 3;
 const CATCH_UP_PAGE: u32 = 5_000;
 
 #[derive(Clone, Copy)]
@@ -51,6 +54,8 @@ struct Fields {
     key: Field,
     chat: Field,
     number: Field,
+    /// The body's length in characters: the rank of a hit (see `SearchPosition`).
+    length: Field,
     grams: Field,
 }
 
@@ -65,6 +70,8 @@ pub struct TantivyIndex {
     jobs: Mutex<Option<SyncSender<Job>>>,
     healthy: Arc<AtomicBool>,
     indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// One permit per search thread.
+    searches: Arc<tokio::sync::Semaphore>,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -76,6 +83,7 @@ fn schema() -> (Schema, Fields) {
         key: builder.add_text_field("key", STRING),
         chat: builder.add_text_field("chat", STRING),
         number: builder.add_u64_field("number", FAST),
+        length: builder.add_u64_field("length", FAST),
         grams: builder.add_text_field("grams", grams),
     };
     (builder.build(), fields)
@@ -170,7 +178,14 @@ impl TantivyIndex {
                 })
                 .map_err(|e| Error::internal("cannot start the indexer thread").with_source(e))?
         };
-        Ok(Self { reader, fields, jobs: Mutex::new(Some(jobs)), healthy, indexer: Mutex::new(Some(thread)) })
+        Ok(Self {
+            reader,
+            fields,
+            jobs: Mutex::new(Some(jobs)),
+            healthy,
+            indexer: Mutex::new(Some(thread)),
+            searches: Arc::new(tokio::sync::Semaphore::new(config.search_threads)),
+        })
     }
 
     /// Commits what has been indexed so far and makes it searchable.
@@ -218,6 +233,7 @@ fn write_doc(writer: &IndexWriter, fields: Fields, change: &ChangedMessage) -> R
     doc.add_text(fields.key, &key);
     doc.add_text(fields.chat, chat_key(change.app, change.chat));
     doc.add_u64(fields.number, change.number.get());
+    doc.add_u64(fields.length, body.chars().count() as u64);
     doc.add_text(fields.grams, body);
     writer.add_document(doc).map_err(index_error("adding a document"))?;
     Ok(())
@@ -496,25 +512,35 @@ impl SearchIndex for TantivyIndex {
     ) -> Result<Vec<SearchHit>> {
         let query = build_query(self.fields, app, chat, query);
         let searcher = self.reader.searcher();
-        let after = after.map(|a| (a.score, a.number.get()));
+        let after = after.map(|a| a.key());
+        // the permit goes with the work: a search given up by its caller still holds its
+        // thread until it ends, and so its turn
+        let permit = self.searches.clone().acquire_owned().await.map_err(|_| Error::unavailable("search is closed"))?;
         tokio::task::spawn_blocking(move || {
-            // Ranked by (score, number), both descending; hits at or before `after` sink
-            // below every eligible one and are dropped.
+            let _permit = permit;
+            // Ranked by (shorter body, higher number): the engine's own score (which depends
+            // on every other document) is ignored. Hits at or before `after` sink below every
+            // eligible one and are dropped.
             let collector = TopDocs::with_limit(limit as usize).tweak_score(move |segment: &SegmentReader| {
-                let numbers = segment.fast_fields().u64("number").map(|c| c.first_or_default_col(0));
-                move |doc: DocId, score: Score| {
+                let column = |name| segment.fast_fields().u64(name).map(|c| c.first_or_default_col(0));
+                let (numbers, lengths) = (column("number"), column("length"));
+                move |doc: DocId, _: Score| {
                     let number = numbers.as_ref().map_or(0, |n| n.get_val(doc));
+                    let length = lengths.as_ref().map_or(0, |l| l.get_val(doc));
+                    let key = (u64::MAX - length, number);
                     match after {
-                        Some(a) if (score, number) >= a => (f32::NEG_INFINITY, 0),
-                        _ => (score, number),
+                        Some(a) if key >= a => (0, 0),
+                        _ => key,
                     }
                 }
             });
             let top = searcher.search(&query, &collector).map_err(index_error("searching"))?;
             Ok(top
                 .into_iter()
-                .filter(|((score, _), _)| *score > f32::NEG_INFINITY)
-                .filter_map(|((score, number), _)| Some(SearchHit { score, number: MessageNumber::new(number).ok()? }))
+                .filter(|((_, number), _)| *number > 0)
+                .filter_map(|((rank, number), _)| {
+                    Some(SearchHit { length: u64::MAX - rank, number: MessageNumber::new(number).ok()? })
+                })
                 .collect())
         })
         .await

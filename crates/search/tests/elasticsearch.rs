@@ -116,7 +116,7 @@ async fn bulk_requests_are_ndjson_with_natural_ids_routing_and_external_versions
     );
     assert_eq!(
         lines[1],
-        serde_json::json!({"app": 1, "chat": "1/1", "number": 1, "body": "hello \"world\"\nsecond line"})
+        serde_json::json!({"app": 1, "chat": "1/1", "number": 1, "length": 25, "body": "hello \"world\"\nsecond line"})
     );
     assert_eq!(lines[2]["index"]["version"], 9);
 }
@@ -145,11 +145,11 @@ async fn a_document_the_cluster_refuses_for_good_is_an_error_not_a_retry() {
 async fn searches_filter_the_chat_route_to_it_and_page_by_sort_values() {
     let (index, mock) = connected(vec![(200, fixture("search_hits.json"))]).await;
     let query = SearchQuery::parse("ell W").unwrap();
-    let after = SearchPosition { score: 2.5, number: MessageNumber::new(9).unwrap() };
+    let after = SearchPosition { length: 11, number: MessageNumber::new(9).unwrap() };
     let hits = index.search(AppId(1), ChatNumber::new(7).unwrap(), &query, Some(after), 3).await.unwrap();
     let numbers: Vec<u64> = hits.iter().map(|h| h.number.get()).collect();
     assert_eq!(numbers, [5, 3, 1]);
-    assert!((hits[0].score - 1.814_226_4).abs() < 1e-6);
+    assert_eq!(hits.iter().map(|h| h.length).collect::<Vec<_>>(), [11, 11, 40]);
     let seen = mock.seen.lock().unwrap().clone();
     assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("POST", "/chatsys-messages/_search"));
     assert_eq!(seen[0].query, "routing=1%2F7");
@@ -160,8 +160,8 @@ async fn searches_filter_the_chat_route_to_it_and_page_by_sort_values() {
         body["query"]["bool"]["must"][1],
         serde_json::json!({"match": {"body.short": {"query": "w", "operator": "and"}}})
     );
-    assert_eq!(body["sort"], serde_json::json!([{"_score": "desc"}, {"number": "desc"}]));
-    assert_eq!(body["search_after"], serde_json::json!([2.5, 9]));
+    assert_eq!(body["sort"], serde_json::json!([{"length": "asc"}, {"number": "desc"}]));
+    assert_eq!(body["search_after"], serde_json::json!([11, 9]));
     assert_eq!(body["size"], 3);
 }
 

@@ -48,7 +48,8 @@ impl suite::Harness for Tantivy {
     }
 }
 
-const CONFIG: TantivyConfig = TantivyConfig { commit_interval: Duration::from_secs(3600), memory_budget: 20_000_000 };
+const CONFIG: TantivyConfig =
+    TantivyConfig { commit_interval: Duration::from_secs(3600), memory_budget: 20_000_000, search_threads: 2 };
 
 async fn open() -> Tantivy {
     let dir = tempfile::tempdir().unwrap();

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
 use chatsys_core::ports::SearchPosition;
-use chatsys_core::search::highlight;
-use chatsys_core::{ChatNumber, MessageNumber, SearchQuery};
+use chatsys_core::search::Highlighter;
+use chatsys_core::{ChatNumber, Message, MessageNumber, SearchQuery};
 
 use super::messages::require_chat;
 use super::{bad_path, json_page};
@@ -46,8 +46,8 @@ pub async fn search(
     let query = SearchQuery::parse(&q).map_err(|e| ApiError::bad_request(e.0))?;
     let after = match paging.after {
         None => None,
-        Some(Cursor::Search { score, number }) => {
-            Some(SearchPosition { score, number: MessageNumber::new(number).map_err(|_| wrong_list())? })
+        Some(Cursor::Search { length, number }) => {
+            Some(SearchPosition { length, number: MessageNumber::new(number).map_err(|_| wrong_list())? })
         }
         Some(_) => return Err(wrong_list()),
     };
@@ -57,21 +57,45 @@ pub async fn search(
     })?;
     require_chat(&state, app, chat).await?;
 
-    let started = std::time::Instant::now();
-    let mut hits = index.search(app, chat, &query, after, paging.limit + 1).await?;
-    metrics::histogram!("chatsys_search_duration_seconds").record(started.elapsed().as_secs_f64());
-
-    let more = hits.len() > paging.limit as usize;
-    hits.truncate(paging.limit as usize);
-    let numbers: Vec<MessageNumber> = hits.iter().map(|h| h.number).collect();
-    let stored: HashMap<MessageNumber, _> =
-        state.store.messages_by_number(app, chat, &numbers).await?.into_iter().map(|m| (m.number, m)).collect();
-    // The store is the truth: a hit whose stored body no longer matches (the index has not
-    // caught up with an edit yet) is left out.
-    let entries = hits.iter().filter_map(|hit| {
-        let m = stored.get(&hit.number).filter(|m| query.matches(&m.body))?;
-        let view = SearchHitView { message: MessageView::from(m), highlight: highlight(&m.body, &query) };
-        Some((view, Cursor::Search { score: hit.score, number: hit.number.get() }))
-    });
+    // the whole search has a deadline: past it, 503 (the work it started is bounded too)
+    let deadline = state.search_limits.timeout;
+    let page = tokio::time::timeout(deadline, async {
+        let started = std::time::Instant::now();
+        let mut hits = index.search(app, chat, &query, after, paging.limit + 1).await?;
+        metrics::histogram!("chatsys_search_duration_seconds").record(started.elapsed().as_secs_f64());
+        let more = hits.len() > paging.limit as usize;
+        hits.truncate(paging.limit as usize);
+        let numbers: Vec<MessageNumber> = hits.iter().map(|h| h.number).collect();
+        let stored: HashMap<MessageNumber, Message> =
+            state.store.messages_by_number(app, chat, &numbers).await?.into_iter().map(|m| (m.number, m)).collect();
+        // checking and marking up to 1,000 bodies of 10,000 characters is CPU work: off the
+        // request threads
+        let turn = state.highlighter_turn().await?;
+        let entries = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let highlighter = Highlighter::new(&query);
+            // The store is the truth: a hit whose stored body no longer matches (the index
+            // has not caught up with an edit yet) is left out.
+            hits.iter()
+                .filter_map(|hit| {
+                    let m = stored.get(&hit.number).filter(|m| query.matches(&m.body))?;
+                    let view =
+                        SearchHitView { message: MessageView::from(m), highlight: highlighter.highlight(&m.body) };
+                    Some((view, Cursor::Search { length: hit.length, number: hit.number.get() }))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| chatsys_core::Error::internal("search task failed").with_source(e))?;
+        Ok::<_, chatsys_core::Error>((entries, more))
+    })
+    .await
+    .map_err(|_| {
+        ApiError::unavailable(format!(
+            "the search took longer than {} s; try fewer or longer terms",
+            deadline.as_secs_f32()
+        ))
+    })?;
+    let (entries, more) = page?;
     Ok(json_page(&uri, entries, more, state.page_bytes))
 }

@@ -154,6 +154,20 @@ impl Cluster {
         u64::from(chatsys_testkit::rabbitmq::messages_in(&format!("{}.commands.dead", self.name)).await)
     }
 
+    /// Runs `statement` until it returns `expected` (a worker may still hold deliveries
+    /// the broker no longer counts as waiting), for up to 30 s; returns the last rows.
+    pub async fn sql_eventually(&self, statement: &str, expected: &[&str]) -> Vec<String> {
+        let mut rows = Vec::new();
+        for _ in 0..300 {
+            rows = self.sql(statement).await;
+            if rows.first().is_some_and(|row| row == expected) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        rows.into_iter().next().unwrap_or_default()
+    }
+
     /// Runs SQL against the cluster's database and returns the rows, as text.
     pub async fn sql(&self, statement: &str) -> Vec<Vec<String>> {
         self.database.sql(statement).await
