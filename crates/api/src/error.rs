@@ -16,6 +16,10 @@ const RETRY_AFTER_SECONDS: &str = "1";
 pub struct ApiError {
     status: StatusCode,
     detail: String,
+    /// Seconds to wait before trying again (429); a 503 always asks for one second.
+    retry_after: Option<u64>,
+    /// The burst of the rate limit that answered 429.
+    limit: Option<u32>,
 }
 
 /// An RFC 9457 problem document: every error answer has this shape.
@@ -34,7 +38,23 @@ pub struct Problem {
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into() }
+        Self { status, detail: detail.into(), retry_after: None, limit: None }
+    }
+
+    /// 429: the application's rate limit is used up for `wait`.
+    pub fn too_many_requests(wait: std::time::Duration, rate: chatsys_core::ports::Rate) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let detail = format!(
+            "this application's rate limit ({}/s, bursts of {}) is used up; try again in {} s",
+            rate.per_second,
+            rate.burst,
+            seconds.max(1)
+        );
+        Self {
+            retry_after: Some(seconds.max(1)),
+            limit: Some(rate.burst),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, detail)
+        }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -93,7 +113,18 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem_response(self.status, &self.detail)
+        let mut response = problem_response(self.status, &self.detail);
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            // the fields of the IETF draft "RateLimit header fields for HTTP"
+            headers.insert("ratelimit-remaining", HeaderValue::from_static("0"));
+            headers.insert("ratelimit-reset", HeaderValue::from(seconds));
+        }
+        if let Some(limit) = self.limit {
+            headers.insert("ratelimit-limit", HeaderValue::from(limit));
+        }
+        response
     }
 }
 

@@ -60,6 +60,11 @@ fn describe() {
     describe_gauge!("chatsys_queue_in_flight", "Commands handed to the queue and not yet settled");
     describe_histogram!("chatsys_search_duration_seconds", "Search latency in the index");
     describe_counter!("chatsys_counter_seeds_total", "Counters seeded from the store, by kind (chat, message)");
+    describe_counter!("chatsys_rate_limited_total", "Requests answered 429: an application's rate limit was used up");
+    describe_counter!(
+        "chatsys_rate_limit_errors_total",
+        "Requests let through because the rate limiter did not answer"
+    );
 }
 
 /// Counts and times every request by its route template (never its concrete path, which

@@ -9,6 +9,7 @@ use axum::middleware::{from_fn, map_request, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = api().split_for_parts();
     let openapi = Arc::new(openapi.to_json().expect("the OpenAPI document serializes"));
     let x_request_id = HeaderName::from_static("x-request-id");
+    let cors = cors(&state.cors_origins);
     api.route(
         docs::openapi_path(),
         get(move || {
@@ -78,7 +80,44 @@ pub fn router(state: AppState) -> Router {
             .layer(PropagateRequestIdLayer::new(x_request_id)),
     )
     .layer(map_response(problems_for_bare_errors))
+    // outermost: a browser's preflight is answered before routing (else it would be a 405)
+    .layer(tower::util::option_layer(cors))
     .with_state(state)
+}
+
+/// CORS for the origins a browser client may call from (`*`: any); none, no CORS at all.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    use axum::http::{HeaderValue, Method};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    let header = HeaderName::from_static;
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header("idempotency-key"),
+                header("last-event-id"),
+                header("x-request-id"),
+            ])
+            .expose_headers([
+                header::LINK,
+                header::RETRY_AFTER,
+                header("x-request-id"),
+                header("ratelimit-limit"),
+                header("ratelimit-remaining"),
+                header("ratelimit-reset"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// What a worker process serves: `/healthz` and `/metrics`.

@@ -2,7 +2,9 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatsys_core::ports::{Bulletin, CreateQueue, Erasure, IdempotencyKeys, News, Numbering, SearchIndex, Store};
+use chatsys_core::ports::{
+    Bulletin, CreateQueue, Erasure, IdempotencyKeys, News, Numbering, RateLimiter, SearchIndex, Store,
+};
 use chatsys_core::{AppId, AppToken};
 use quick_cache::sync::Cache;
 
@@ -17,6 +19,11 @@ pub struct Services {
     pub idempotency: Arc<dyn IdempotencyKeys>,
     /// `None` where no shared index is configured: search then answers 503.
     pub search: Option<Arc<dyn SearchIndex>>,
+    /// When set, every request naming an application token draws from that application's
+    /// allowance (429 past it).
+    pub rate_limiter: Option<Arc<dyn RateLimiter>>,
+    /// The origins a browser client may call from (`*`: any); empty: no CORS.
+    pub cors_origins: Vec<String>,
     /// When set, `GET /applications` requires `Authorization: Bearer <admin token>`.
     pub admin_token: Option<String>,
     /// The largest request body accepted, in bytes.
@@ -137,15 +144,39 @@ impl AppState {
         self.0.hub.close();
     }
 
-    /// The application named by a token from the path: 404 when there is none.
+    /// The application named by a token from the path: 404 when there is none, 429 when
+    /// its rate limit is used up. Every request that names a token passes here.
     pub async fn app_id(&self, token: &str) -> Result<AppId, ApiError> {
         let token = AppToken::parse(token).map_err(|_| unknown_application())?;
-        if let Some(id) = self.0.app_ids.get(&token) {
-            return Ok(id);
+        let app = match self.0.app_ids.get(&token) {
+            Some(id) => id,
+            None => {
+                let app = self.store.application(&token).await?.ok_or_else(unknown_application)?;
+                self.0.app_ids.insert(token, app.id);
+                app.id
+            }
+        };
+        self.within_rate(app).await?;
+        Ok(app)
+    }
+
+    /// Draws one request from the application's allowance. A limiter that cannot answer
+    /// (Redis down) lets the request through: the limit protects the service, it must not
+    /// take it down.
+    async fn within_rate(&self, app: AppId) -> Result<(), ApiError> {
+        let Some(limiter) = &self.rate_limiter else { return Ok(()) };
+        match limiter.take(app).await {
+            Ok(None) => Ok(()),
+            Ok(Some(wait)) => {
+                metrics::counter!("chatsys_rate_limited_total").increment(1);
+                Err(ApiError::too_many_requests(wait, limiter.rate()))
+            }
+            Err(e) => {
+                metrics::counter!("chatsys_rate_limit_errors_total").increment(1);
+                tracing::debug!(error = %e, "the rate limiter did not answer: the request goes on");
+                Ok(())
+            }
         }
-        let app = self.store.application(&token).await?.ok_or_else(unknown_application)?;
-        self.0.app_ids.insert(token, app.id);
-        Ok(app.id)
     }
 }
 

@@ -64,6 +64,16 @@ pub struct Config {
     #[arg(long, env = "CHATSYS_CURSOR_SECRET", global = true, hide_env_values = true)]
     pub cursor_secret: Option<String>,
 
+    /// The rate limit of each application token, e.g. `50/s,200` (requests per s, min or h,
+    /// then the burst); unset: no limit. Distributed servers share one allowance in Redis
+    #[arg(long, env = "CHATSYS_RATE_LIMIT", value_parser = chatsys_counters::rate_limit::parse_rate, global = true)]
+    pub rate_limit: Option<chatsys_core::ports::Rate>,
+
+    /// Origins a browser client may call from, comma-separated (`https://app.example.com`;
+    /// `*`: any); unset: no CORS
+    #[arg(long, env = "CHATSYS_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin, global = true)]
+    pub cors_origins: Vec<String>,
+
     /// Log output: `text` or `json`
     #[arg(long, env = "CHATSYS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -244,6 +254,8 @@ impl fmt::Debug for Config {
             .field("redis_recovery_settle", &self.redis_recovery_settle)
             .field("database_pool", &self.database_pool)
             .field("admin_token", &redacted(&self.admin_token))
+            .field("rate_limit", &self.rate_limit)
+            .field("cors_origins", &self.cors_origins)
             .field("cursor_secret", &redacted(&self.cursor_secret))
             .field("log_format", &self.log_format)
             .field("reconcile_interval", &self.reconcile_interval)
@@ -267,4 +279,14 @@ impl fmt::Debug for Config {
             .field("body_limit", &self.body_limit)
             .finish()
     }
+}
+
+/// An origin as browsers send it: `*`, or `http(s)://host[:port]` with nothing after.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"));
+    let fine = text == "*"
+        || rest
+            .is_some_and(|host| !host.is_empty() && !host.contains('/') && host.bytes().all(|b| b.is_ascii_graphic()));
+    if fine { Ok(text.to_owned()) } else { Err(format!("{text:?} is not an origin: write https://host[:port], or *")) }
 }

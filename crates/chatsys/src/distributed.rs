@@ -107,9 +107,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         numbering: Arc::new(numbering),
         queue,
-        idempotency: Arc::new(RedisIdempotencyKeys::new(redis, config.redis_prefix.clone(), store.clone())),
+        idempotency: Arc::new(RedisIdempotencyKeys::new(redis.clone(), config.redis_prefix.clone(), store.clone())),
         search: search.map(|s| s as Arc<dyn SearchIndex>),
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
+        rate_limiter: config.rate_limit.map(|rate| {
+            Arc::new(chatsys_counters::rate_limit::RedisRateLimiter::new(
+                rate,
+                redis.clone(),
+                config.redis_prefix.clone(),
+            )) as Arc<dyn chatsys_core::ports::RateLimiter>
+        }),
+        cors_origins: config.cors_origins.clone(),
         body_limit: config.body_limit,
         page_bytes: config.page_bytes as usize,
         request_limits: config.request_limits(),

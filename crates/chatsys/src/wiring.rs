@@ -132,6 +132,11 @@ async fn serve_embedded(config: Config) -> anyhow::Result<()> {
         idempotency: Arc::new(LocalIdempotencyKeys::new(store.clone())),
         search: Some(index.clone()),
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
+        rate_limiter: config.rate_limit.map(|rate| {
+            Arc::new(chatsys_counters::rate_limit::InProcessRateLimiter::new(rate))
+                as Arc<dyn chatsys_core::ports::RateLimiter>
+        }),
+        cors_origins: config.cors_origins.clone(),
         body_limit: config.body_limit,
         page_bytes: config.page_bytes as usize,
         request_limits: config.request_limits(),

@@ -1,6 +1,9 @@
 //! The ports: what the handlers and the worker need from the outside world. Each has an
 //! embedded backend (one process) and a distributed one (shared services); the choice is
 //! made once, in the binary's wiring.
+//!
+//! Longer than most files here on purpose: the ports are read side by side, as one list of
+//! what the core needs.
 
 use async_trait::async_trait;
 
@@ -398,4 +401,22 @@ pub trait Bulletin: Send + Sync + 'static {
 
     /// From now on, hands every item published by any process (this one too) to `listener`.
     fn subscribe(&self, listener: Listener);
+}
+
+/// A request rate per application: `per_second` on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// The rate limit of application tokens (`CHATSYS_RATE_LIMIT`): in this process (embedded
+/// mode) or shared by every server (distributed mode).
+#[async_trait]
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Takes one request from `app`'s allowance: `None` when it may go on, else how long to
+    /// wait before the next one would be allowed.
+    async fn take(&self, app: AppId) -> Result<Option<std::time::Duration>>;
+
+    fn rate(&self) -> Rate;
 }

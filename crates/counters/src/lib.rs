@@ -1,11 +1,12 @@
 //! Number allocation ([`chatsys_core::ports::Numbering`]): one algorithm ([`floor`]) over
 //! counters in this process (embedded mode) or in Redis (distributed mode); and
 //! idempotency-key coordination ([`chatsys_core::ports::IdempotencyKeys`]), in-process or
-//! in Redis.
+//! in Redis; the rate limit of application tokens ([`rate_limit`]), likewise.
 
 pub mod floor;
 pub mod idempotency;
 pub mod in_process;
+pub mod rate_limit;
 pub mod redis;
 
 pub use floor::FloorNumbering;

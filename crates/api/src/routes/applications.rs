@@ -120,6 +120,7 @@ pub async fn list(
     )
 )]
 pub async fn get(State(state): State<AppState>, Segments(token): Segments<String>) -> Result<Response, ApiError> {
+    state.app_id(&token).await?; // its rate limit, and a cached 404
     let token = AppToken::parse(&token).map_err(|_| unknown_application())?;
     let app = state.store.application(&token).await?.ok_or_else(unknown_application)?;
     Ok(Json(ApplicationView::from(&app)).into_response())
@@ -149,6 +150,7 @@ pub async fn update(
     JsonBody(input): JsonBody<NameInput>,
 ) -> Result<Response, ApiError> {
     let name = AppName::parse(&input.name).map_err(|e| ApiError::unprocessable(e.0))?;
+    state.app_id(&token).await?; // its rate limit
     let token = AppToken::parse(&token).map_err(|_| unknown_application())?;
     let app = state.store.rename_application(&token, &name, Timestamp::now()).await?.ok_or_else(unknown_application)?;
     Ok(Json(ApplicationView::from(&app)).into_response())
