@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Over 300 lines on purpose: one short block per stand-in image, each read on its own.
 # Builds local stand-ins, under the exact names docker-compose.yml and the Dockerfile use,
 # for the images that cannot be pulled on the CI machines (no registry is reachable there):
 #

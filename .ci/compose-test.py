@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Over 300 lines on purpose: one self-contained script of every check CI makes on the compose stack.
 """Tests the docker-compose.yml stack that `.ci/compose.sh up` started, through nginx.
 
 Usage: .ci/compose-test.py URL      (`.ci/compose.sh test` runs it with nginx's URL)

@@ -5,6 +5,10 @@
 //! Each commit records the store's batch number (`rev`) it covers; on start the index
 //! catches up from the store's [`ChangeFeed`], so a crash between a store commit and an
 //! index commit loses nothing.
+//!
+//! Over 300 lines on purpose: the schema, the indexer thread (commit, backoff, catch-up)
+//! and the searcher share the field handles and one commit protocol; the tokenizer is in
+//! `ngram.rs`.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,7 @@
 //! One step of the pipeline: take a batch, write it, settle its deliveries.
+//!
+//! Over 300 lines on purpose: taking a batch, isolating a refused command by halving and
+//! settling deliveries are one failure story.
 
 use std::sync::Arc;
 use std::time::Duration;

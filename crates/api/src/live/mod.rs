@@ -8,6 +8,9 @@
 //! Memory per subscriber is bounded: its events wait in a channel of `backlog` entries;
 //! when that is full (the client stopped reading), the subscriber is cut off and reconnects
 //! with `Last-Event-ID`, losing nothing.
+//!
+//! Over 300 lines on purpose: feeds, replay-then-join and the backlog cut-off are one
+//! concurrency protocol, read together; rendering is in `render.rs`.
 
 mod render;
 

@@ -4,6 +4,9 @@
 //! `RETURNING` for inserts: a chat insert learns which rows were there already from the
 //! affected-row count (`ON DUPLICATE KEY UPDATE seen = seen + 1, seen_by = <batch>` counts 1
 //! per insert and 2 per existing row) and, only when some were, from `seen_by`.
+//!
+//! Over 300 lines on purpose: every batch primitive of one engine side by side, as in
+//! `sqlite/batch.rs`.
 
 use std::collections::BTreeSet;
 

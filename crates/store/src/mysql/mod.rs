@@ -1,6 +1,9 @@
 //! MySQL 8 (and MariaDB 10.11): the source of truth of distributed mode. Many API servers
 //! read it and many workers write it; every write of the pipeline is idempotent on the
 //! natural keys, so a redelivered batch changes nothing.
+//!
+//! Over 300 lines on purpose: the store port's reads and writes outside batches on one
+//! pool; the batch primitives are in `batch.rs`.
 
 mod batch;
 mod write;

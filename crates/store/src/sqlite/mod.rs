@@ -1,5 +1,9 @@
 //! SQLite (WAL, `synchronous=FULL`): one writer connection that group-commits batches, and a
 //! pool of readers that never wait for it.
+//!
+//! Over 300 lines on purpose: the store port's reads and the writer connection's life
+//! (open, settle, close after an error, checkpoints) belong to one set of SQLite
+//! connections; the batch primitives are in `batch.rs`.
 
 mod batch;
 mod write;

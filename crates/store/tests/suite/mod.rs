@@ -1,6 +1,9 @@
 //! The store contract, written once and run against every backend: each backend's test file
 //! calls `store_contract!(open)` with a function that opens a fresh, empty store (`None`
 //! when its server does not answer: the test is skipped, see `chatsys_testkit`).
+//!
+//! Over 300 lines on purpose: the whole store contract in one place, so every backend runs
+//! the same checks.
 
 use chatsys_core::ports::{ChatPosition, ChatSeed, Erasure, Store};
 use chatsys_core::{
