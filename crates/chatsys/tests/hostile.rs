@@ -103,17 +103,30 @@ async fn slow_and_idle_connections_are_cut_and_others_are_served_meanwhile() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn odd_methods_leave_the_metrics_flat_and_request_ids_are_checked() {
+async fn odd_methods_leave_the_metrics_and_memory_flat_and_request_ids_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
+    let rss_kib = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_owned();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+    // warm up: the first requests of each kind allocate for good
+    for i in 0..200 {
+        let method = format!("W{i:0>200}");
+        server.http.request(method.parse().unwrap(), server.url("/healthz")).send().await.unwrap();
+    }
     let before = server.get("/metrics").await.text.len();
-    for i in 0..2000 {
+    let rss_before = rss_kib();
+    for i in 0..10_000 {
         let method = format!("X{i:0>200}");
         let r = server.http.request(method.parse().unwrap(), server.url("/healthz")).send().await.unwrap();
         assert_eq!(r.status(), 405);
     }
     let after = server.get("/metrics").await.text;
     assert!(after.len() < before + 4000, "the metrics grew from {before} to {} bytes", after.len());
+    let rss_after = rss_kib();
+    assert!(rss_after < rss_before + 8 * 1024, "RSS grew from {rss_before} to {rss_after} KiB");
     assert!(after.contains("method=\"other\""));
 
     let echo = |id: String| {
