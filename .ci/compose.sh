@@ -39,13 +39,15 @@ log() { printf '[compose %s +%ss] %s\n' "$(date +%T)" "$(( SECONDS - started ))"
 
 install() {
   local missing=()
-  for tool in podman runc debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  # netavark sets up bridge networks with iptables (Debian 12's netavark 1.4): without it,
+  # `up` fails with "netavark: No such file or directory"
+  for tool in podman runc debootstrap iptables; do command -v "$tool" >/dev/null || missing+=("$tool"); done
   [ -x /usr/lib/podman/netavark ] || [ -x /usr/libexec/podman/netavark ] || missing+=(netavark)
   [ -x /usr/lib/podman/aardvark-dns ] || [ -x /usr/libexec/podman/aardvark-dns ] || missing+=(aardvark-dns)
   if [ ${#missing[@]} -gt 0 ]; then
-    log "installing podman, runc, netavark, aardvark-dns, debootstrap"
+    log "installing podman, runc, netavark, aardvark-dns, iptables, debootstrap"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc netavark aardvark-dns debootstrap >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc netavark aardvark-dns iptables debootstrap >/dev/null
   fi
   # podman's default runtime (crun) fails here ("cgroups in hybrid mode not supported"),
   # and podman cannot raise its limits past the shell's (no CAP_SYS_RESOURCE)

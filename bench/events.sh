@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Live-events benchmark (issue targets in docs/benchmarks.md): one embedded-mode chatsys
-# (release build) per measurement, driven by bench/events (a Rust program; subscribers are
+# (release build) per measurement, driven by crates/bench-events (a Rust program; subscribers are
 # plain sockets).
 #
 #   bench/events.sh [IDLE] [FANOUT_SUBSCRIBERS] [RATE] [SECONDS]    defaults: 10000 1000 200 10
