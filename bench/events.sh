@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Live-events benchmark (issue targets in docs/benchmarks.md): one embedded-mode chatsys
+# Live-events benchmark (issue targets in docs/benchmarks.md): one chatsys
 # (release build) per measurement, driven by crates/bench-events (a Rust program; subscribers are
 # plain sockets).
 #
 #   bench/events.sh [IDLE] [FANOUT_SUBSCRIBERS] [RATE] [SECONDS]    defaults: 10000 1000 200 10
+#   BENCH_MODE=distributed bench/events.sh ...   one `chatsys serve` and one `chatsys worker` on
+#     this machine's MariaDB, Redis and RabbitMQ (a database, prefix and queue of their own)
 #
 # Prints: the server's RSS with IDLE idle subscribers; 201 → event latency at each of
 # FANOUT_SUBSCRIBERS subscribers of one chat while RATE creates/s arrive; and closed-loop
@@ -18,12 +20,32 @@ ulimit -n "$(ulimit -Hn)" # this process opens up to $idle sockets too
 cargo build --release --locked -q -p chatsys -p chatsys-bench-events
 bench=target/release/chatsys-bench-events
 
+mode=${BENCH_MODE:-embedded}
 work=$(mktemp -d)
 pid=
-stop() { [ -n "$pid" ] && { kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }; pid=; }
+worker=
+name=
+stop() {
+  for p in $pid $worker; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+  pid= worker=
+  if [ -n "$name" ]; then
+    mariadb -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS $name"
+    rabbitmqctl -q delete_queue "$name.commands" >/dev/null 2>&1 || true
+    redis-cli --scan --pattern "$name:*" | xargs -r redis-cli del >/dev/null
+    name=
+  fi
+}
 trap 'stop; rm -rf "$work"' EXIT
-start() { # a fresh server in a fresh data dir; sets $pid and $base
+start() { # a fresh server in a fresh data dir (distributed: and a worker, database, queue); sets $pid and $base
   rm -rf "$work/data" && : >"$work/server.log"
+  if [ "$mode" = distributed ]; then # one `chatsys serve` and one `chatsys worker` on this machine's services
+    name="chatsys_bench_events_$$_$RANDOM"
+    mariadb -h 127.0.0.1 -u root -e "CREATE DATABASE $name CHARACTER SET utf8mb4"
+    export CHATSYS_DATABASE_URL="mysql://root@127.0.0.1:3306/$name" CHATSYS_REDIS_URL=redis://127.0.0.1:6379 \
+      CHATSYS_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f" CHATSYS_AMQP_QUEUE="$name.commands" CHATSYS_REDIS_PREFIX="$name"
+    RUST_LOG=warn target/release/chatsys worker >"$work/worker.log" 2>&1 &
+    worker=$!
+  fi
   CHATSYS_LISTEN=127.0.0.1:0 CHATSYS_DATA_DIR="$work/data" RUST_LOG=warn,chatsys=info \
     target/release/chatsys serve >"$work/server.log" 2>&1 &
   pid=$!
@@ -35,7 +57,7 @@ start() { # a fresh server in a fresh data dir; sets $pid and $base
   base="http://$addr"
 }
 
-echo "live-events benchmark (embedded mode), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "live-events benchmark ($mode mode), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 start
 grep -a 'open-files' "$work/server.log" | head -1 || true
 "$bench" idle "$base" "$pid" "$idle"

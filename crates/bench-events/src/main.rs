@@ -4,8 +4,8 @@
 //!   chatsys-bench-events fanout BASE N RATE SECONDS  N subscribers of one chat, RATE creates/s:
 //!                                                    201 → event latency at every subscriber
 //!   chatsys-bench-events throughput BASE IDLE SECONDS CONCURRENCY
-//!                                                    closed-loop creates without, then with, IDLE
-//!                                                    idle subscribers open
+//!                                                    closed-loop creates without, with IDLE idle
+//!                                                    subscribers open, and without again
 //!
 //! Subscribers are plain sockets (one read buffer each), so thousands fit in this process.
 
@@ -241,7 +241,9 @@ async fn throughput(base: &str, idle: usize, seconds: u64, concurrency: usize) -
     let (token, chat) = api.chat().await?;
     let path = format!("/applications/{token}/chats/{chat}/messages");
     creates_per_second(&api, &path, 2, concurrency).await?; // warm-up
-    let without = creates_per_second(&api, &path, seconds, concurrency).await?;
+    // without, with, without: the store grows during the run, so the two runs without
+    // subscribers bracket the one with them
+    let before = creates_per_second(&api, &path, seconds, concurrency).await?;
     let (other_token, other_chat) = api.chat().await?;
     let events = format!("/applications/{other_token}/chats/{other_chat}/events");
     let mut sockets = Vec::with_capacity(idle);
@@ -249,10 +251,14 @@ async fn throughput(base: &str, idle: usize, seconds: u64, concurrency: usize) -
         sockets.push(subscribe(base, &events).await?.0);
     }
     let with = creates_per_second(&api, &path, seconds, concurrency).await?;
+    drop(sockets);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = creates_per_second(&api, &path, seconds, concurrency).await?;
+    let without = (before + after) / 2.0;
     println!(
-        "creates/s with {concurrency} clients: {without:.0} without subscribers, {with:.0} with {idle} idle subscribers open ({:+.1} %)",
+        "creates/s with {concurrency} clients: {before:.0} without subscribers, {with:.0} with {idle} idle subscribers open, \
+         {after:.0} without again ({:+.1} % against the mean without)",
         (with / without - 1.0) * 100.0
     );
-    drop(sockets);
     Ok(())
 }
