@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
     .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
     .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
     .layer(from_fn(metrics::track))
+    .layer(from_fn(refuse_oversized))
     .layer(
         ServiceBuilder::new()
             .layer(map_request(drop_bad_request_id))
@@ -118,6 +119,27 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             ])
             .max_age(std::time::Duration::from_secs(600)),
     )
+}
+
+/// The longest request target (path and query) a server takes, in bytes.
+const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header bytes (names and values) a server takes.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// A request target or headers larger than any client of this API needs get a problem
+/// document here (414, 431), well below hyper's own limits, whose answers have no body.
+async fn refuse_oversized(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        let detail = format!("the request target is {uri} bytes long; at most {MAX_URI_BYTES} are taken");
+        return problem_response(StatusCode::URI_TOO_LONG, &detail);
+    }
+    let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if headers > MAX_HEADER_BYTES {
+        let detail = format!("the request headers take {headers} bytes; at most {MAX_HEADER_BYTES} are taken");
+        return problem_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &detail);
+    }
+    next.run(request).await
 }
 
 /// What a worker process serves: `/healthz` and `/metrics`.

@@ -182,3 +182,16 @@ async fn the_docs_page_sends_its_security_headers_and_bearer_is_case_insensitive
     let r = server.http.get(server.url("/applications")).header("authorization", "Bearer s3cre").send().await;
     assert_eq!(r.unwrap().status(), 401);
 }
+
+#[tokio::test]
+async fn an_oversized_target_or_headers_get_a_problem_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let long = server.get(&format!("/healthz?pad={}", "a".repeat(10_000))).await;
+    assert!(long.is_problem(414), "{long:?}");
+    let r = server.http.get(server.url("/healthz")).header("x-pad", "b".repeat(40_000)).send().await.unwrap();
+    let big = common::Reply::from(r).await;
+    assert!(big.is_problem(431), "{big:?}");
+    assert!(big.headers.contains_key("x-request-id"));
+    assert_eq!(server.get(&format!("/healthz?pad={}", "a".repeat(4_000))).await.status, 200, "below the limits");
+}
