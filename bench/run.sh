@@ -18,37 +18,11 @@ chats=${BENCH_CHATS:-1000}
 seed_messages=${BENCH_SEED_MESSAGES:-1000}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
-mode=${BENCH_MODE:-embedded}
 cargo build --release --locked -q
 work=$(mktemp -d)
-name="chatsys_bench_$$"
-worker=
-cleanup() {
-  kill -TERM $pid $worker 2>/dev/null; wait $pid $worker 2>/dev/null
-  if [ "$mode" = distributed ]; then
-    mariadb -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS $name"
-    rabbitmqctl -q delete_queue "$name.commands" >/dev/null 2>&1
-    redis-cli --scan --pattern "$name:*" | xargs -r redis-cli del >/dev/null
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-if [ "$mode" = distributed ]; then
-  mariadb -h 127.0.0.1 -u root -e "CREATE DATABASE $name CHARACTER SET utf8mb4"
-  export CHATSYS_DATABASE_URL="mysql://root@127.0.0.1:3306/$name" CHATSYS_REDIS_URL=redis://127.0.0.1:6379 \
-    CHATSYS_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f" CHATSYS_AMQP_QUEUE="$name.commands" CHATSYS_REDIS_PREFIX="$name"
-  RUST_LOG=warn target/release/chatsys worker >"$work/worker.log" 2>&1 &
-  worker=$!
-fi
-CHATSYS_LISTEN=127.0.0.1:0 CHATSYS_DATA_DIR="$work/data" RUST_LOG=warn,chatsys::wiring=info \
-  target/release/chatsys serve >"$work/server.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 100); do
-  addr=$(grep -ao 'listening addr=[0-9.:]*' "$work/server.log" | cut -d= -f2 || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-base="http://$addr"
+source bench/server.sh
+trap 'bench_stop; rm -rf "$work"' EXIT
+bench_start "$work"
 
 # the data the scenarios use: one application, $chats chats, $seed_messages messages in chat 1
 export TOKEN=$(curl -sf -X POST "$base/applications" -H 'Content-Type: application/json' -d '{"name":"bench"}' \

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chatsys_api::{AppState, Services, router};
-use chatsys_core::ports::{CreateQueue, Durability};
+use chatsys_core::ports::{CreateQueue, Durability, Store};
 use chatsys_core::{Error, Queued, Result};
 use chatsys_counters::{InProcessNumbering, LocalIdempotencyKeys};
 use chatsys_queue::in_process::{self, InProcessQueue};
@@ -80,29 +80,7 @@ async fn a_create_that_cannot_be_made_durable_answers_503_and_its_chat_never_exi
         .run(),
     );
     let outage = Arc::new(Outage { inner: queue, failures: AtomicUsize::new(0) });
-    let app = router(AppState::new(Services {
-        store: store.clone(),
-        numbering: Arc::new(InProcessNumbering::in_process(store.clone())),
-        queue: outage.clone(),
-        idempotency: Arc::new(LocalIdempotencyKeys::new(store.clone())),
-        search: None,
-        admin_token: None,
-        rate_limiter: None,
-        cors_origins: Vec::new(),
-        body_limit: 256 * 1024,
-        page_bytes: 1 << 20,
-        search_limits: chatsys_api::SearchLimits { timeout: std::time::Duration::from_secs(5), threads: 1 },
-        request_limits: chatsys_api::RequestLimits {
-            body_timeout: std::time::Duration::from_secs(10),
-            request_timeout: std::time::Duration::from_secs(30),
-        },
-        bulletin: Arc::new(chatsys_bulletin::InProcessBulletin::default()),
-        live: chatsys_api::live::LiveLimits {
-            max_subscribers: 10,
-            backlog: 16,
-            heartbeat: std::time::Duration::from_secs(15),
-        },
-    }));
+    let app = router(AppState::new(services(store.clone(), outage.clone())));
 
     let (status, _, a) = call(&app, "POST", "/applications", Some(json!({"name": "x"}))).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -143,11 +121,23 @@ async fn readiness_names_the_dependency_that_is_down() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
     let (queue, source) = in_process::channel(100, Duration::from_secs(1));
-    let app = router(AppState::new(Services {
-        store: store.clone(),
+    let app = router(AppState::new(services(store.clone(), Arc::new(queue))));
+    assert_eq!(call(&app, "GET", "/readyz", None).await.0, StatusCode::OK);
+    drop(source); // the writer is gone
+    let (status, headers, problem) = call(&app, "GET", "/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(problem["detail"].as_str().unwrap().starts_with("queue"), "{problem}");
+    assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK, "the process itself is up");
+}
+
+/// The embedded services around `store`, with `queue` as the create queue.
+fn services(store: Arc<dyn Store>, queue: Arc<dyn CreateQueue>) -> Services {
+    Services {
         numbering: Arc::new(InProcessNumbering::in_process(store.clone())),
-        queue: Arc::new(queue),
+        queue,
         idempotency: Arc::new(LocalIdempotencyKeys::new(store.clone())),
+        store,
         search: None,
         admin_token: None,
         rate_limiter: None,
@@ -165,12 +155,5 @@ async fn readiness_names_the_dependency_that_is_down() {
             backlog: 16,
             heartbeat: std::time::Duration::from_secs(15),
         },
-    }));
-    assert_eq!(call(&app, "GET", "/readyz", None).await.0, StatusCode::OK);
-    drop(source); // the writer is gone
-    let (status, headers, problem) = call(&app, "GET", "/readyz", None).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(headers["content-type"], "application/problem+json");
-    assert!(problem["detail"].as_str().unwrap().starts_with("queue"), "{problem}");
-    assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK, "the process itself is up");
+    }
 }

@@ -1,0 +1,43 @@
+# One chatsys (release build) for a benchmark: sourced by bench/run.sh and bench/events.sh.
+#
+#   bench_start DIR   a fresh server, data in DIR/data, log in DIR/server.log; with
+#                     BENCH_MODE=distributed also a `chatsys worker` on this machine's MariaDB,
+#                     Redis and RabbitMQ, with a database, key prefix and queue of their own.
+#                     Sets $pid, $worker, $name (the database, prefix and queue) and $base.
+#   bench_stop        stops them and removes what distributed mode made.
+mode=${BENCH_MODE:-embedded}
+pid= worker= name=
+
+bench_start() {
+  local work=$1 addr=
+  rm -rf "$work/data" && : >"$work/server.log"
+  if [ "$mode" = distributed ]; then
+    name="chatsys_bench_$$_$RANDOM"
+    mariadb -h 127.0.0.1 -u root -e "CREATE DATABASE $name CHARACTER SET utf8mb4"
+    export CHATSYS_DATABASE_URL="mysql://root@127.0.0.1:3306/$name" CHATSYS_REDIS_URL=redis://127.0.0.1:6379 \
+      CHATSYS_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f" CHATSYS_AMQP_QUEUE="$name.commands" CHATSYS_REDIS_PREFIX="$name"
+    RUST_LOG=warn target/release/chatsys worker >"$work/worker.log" 2>&1 &
+    worker=$!
+  fi
+  CHATSYS_LISTEN=127.0.0.1:0 CHATSYS_DATA_DIR="$work/data" RUST_LOG=warn,chatsys=info \
+    target/release/chatsys serve >"$work/server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do
+    addr=$(grep -ao 'listening addr=[0-9.:]*' "$work/server.log" | cut -d= -f2 || true)
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
+  base="http://$addr"
+}
+
+bench_stop() {
+  local p
+  for p in $pid $worker; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+  pid= worker=
+  if [ -n "$name" ]; then
+    mariadb -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS $name"
+    rabbitmqctl -q delete_queue "$name.commands" >/dev/null 2>&1 || true
+    redis-cli --scan --pattern "$name:*" | xargs -r redis-cli del >/dev/null
+    name=
+  fi
+}
