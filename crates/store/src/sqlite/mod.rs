@@ -64,9 +64,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(false)
-            // no checkpoint in the committing connection: a background task does them, so a
-            // batch's commit never waits for the WAL to be copied back
+            // checkpoints are a background task's, so that a batch's commit does not wait for
+            // the WAL to be copied back; only the writer's own last resort is below
             .pragma("wal_autocheckpoint", "0")
+            // a WAL that was started over is cut back to this size
+            .pragma("journal_size_limit", WAL_LIMIT_BYTES)
             // deleted content is overwritten with zeros, not left in free space
             .pragma("secure_delete", "on");
         let writer = SqlitePoolOptions::new()
@@ -75,7 +77,9 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options.clone().pragma("cache_size", WRITER_CACHE_KIB))
+            .connect_with(
+                options.clone().pragma("cache_size", WRITER_CACHE_KIB).pragma("wal_autocheckpoint", WAL_RESTART_PAGES),
+            )
             .await
             .map_err(store_error("opening the database"))?;
         sqlx::migrate!("migrations/sqlite")
@@ -163,6 +167,17 @@ impl SqliteStore {
 const WRITER_CACHE_KIB: &str = "-8192";
 const READER_CACHE_KIB: &str = "-2048";
 const CHECKPOINT_CACHE_KIB: &str = "-512";
+
+/// The writer's last resort: after a commit that leaves the WAL over this many pages (32 MiB
+/// of 4 KiB pages), the writer checkpoints it itself. The background checkpoints never
+/// catch up with a writer that does not pause (they copy what was committed when they began,
+/// while the writer appends more), and SQLite starts the log over only once all of it is
+/// copied back; without this the WAL grew by about a gigabyte every 15 s of sustained
+/// creates, and every page lookup walked its whole index. Between two batches nothing else
+/// writes, so this checkpoint completes, and it copies only what the background ones have
+/// not.
+const WAL_RESTART_PAGES: &str = "8192";
+const WAL_LIMIT_BYTES: &str = "67108864";
 
 /// How often committed WAL frames are copied back into the database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
