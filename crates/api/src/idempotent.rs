@@ -53,13 +53,18 @@ pub fn fingerprint(parts: &[&str]) -> String {
     digest.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// An `Idempotency-Key` with the [`fingerprint`] of its request (taken only when a key is
+/// given: most creates have none).
+pub fn keyed(key: Option<String>, request: &[&str]) -> Option<(String, String)> {
+    key.map(|key| (key, fingerprint(request)))
+}
+
 /// Runs `create` once per idempotency key (or always, without one), in a task of its own.
 pub async fn create_once<F, Fut>(
     kind: &'static str,
     state: AppState,
     scope: String,
-    key: Option<String>,
-    fingerprint: String,
+    key: Option<(String, String)>,
     create: F,
 ) -> Result<Response, ApiError>
 where
@@ -68,7 +73,7 @@ where
 {
     let task = tokio::spawn(
         async move {
-            let Some(key) = key else {
+            let Some((key, fingerprint)) = key else {
                 let created = create(state, None).await?;
                 metrics::counter!("chatsys_creates_total", "kind" => kind).increment(1);
                 return Ok(created_response(&created.location, created.body, false));

@@ -8,7 +8,7 @@ use super::{page_response, to_json};
 use crate::cursor::{Cursor, wrong_list};
 use crate::error::ApiError;
 use crate::extract::{IdempotencyKey, JsonBody, Paging, Segments};
-use crate::idempotent::{Created, create_once, fingerprint};
+use crate::idempotent::{Created, create_once, keyed};
 use crate::state::{AppState, unknown_application};
 use crate::views::{ApplicationView, NameInput};
 
@@ -37,8 +37,8 @@ pub async fn create(
     JsonBody(input): JsonBody<NameInput>,
 ) -> Result<Response, ApiError> {
     let name = AppName::parse(&input.name).map_err(|e| ApiError::unprocessable(e.0))?;
-    let fp = fingerprint(&["application", name.as_str()]);
-    create_once("application", state, "/applications".into(), key, fp, move |state, pending| async move {
+    let key = keyed(key, &["application", name.as_str()]);
+    create_once("application", state, "/applications".into(), key, move |state, pending| async move {
         let new = NewApplication { token: AppToken::generate(), name, at: Timestamp::now() };
         // The response is known before the write, so its idempotency record is written in
         // the same transaction as the application.

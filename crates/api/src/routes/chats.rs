@@ -9,7 +9,7 @@ use crate::cursor::{Cursor, wrong_list};
 use crate::durable;
 use crate::error::ApiError;
 use crate::extract::{IdempotencyKey, OptionalJsonObject, Paging, Segments};
-use crate::idempotent::{Created, create_once, fingerprint};
+use crate::idempotent::{Created, create_once, keyed};
 use crate::state::AppState;
 use crate::views::ChatView;
 
@@ -42,7 +42,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let app = state.app_id(&token).await?;
     let scope = format!("/applications/{token}/chats");
-    create_once("chat", state, scope.clone(), key, fingerprint(&["chat"]), move |state, pending| async move {
+    create_once("chat", state, scope.clone(), keyed(key, &["chat"]), move |state, pending| async move {
         let number = state.numbering.next_chat(app).await?;
         let at = Timestamp::now();
         let chat = Chat { number, messages_count: 0, created_at: at, updated_at: at };

@@ -13,7 +13,7 @@ use crate::cursor::{Cursor, wrong_list};
 use crate::durable;
 use crate::error::ApiError;
 use crate::extract::{IdempotencyKey, JsonBody, Paging, Segments};
-use crate::idempotent::{Created, create_once, fingerprint};
+use crate::idempotent::{Created, create_once, keyed};
 use crate::state::AppState;
 use crate::views::{BodyInput, MessageView};
 
@@ -47,8 +47,8 @@ pub async fn create(
     let body = MessageBody::parse(input.body).map_err(|e| ApiError::unprocessable(e.0))?;
     let app = state.app_id(&token).await?;
     let scope = format!("/applications/{token}/chats/{chat}/messages");
-    let fp = fingerprint(&["message", body.as_str()]);
-    create_once("message", state, scope.clone(), key, fp, move |state, pending| async move {
+    let key = keyed(key, &["message", body.as_str()]);
+    create_once("message", state, scope.clone(), key, move |state, pending| async move {
         let number = state.numbering.next_message(app, chat).await?.ok_or_else(|| unknown_chat(chat))?;
         let at = Timestamp::now();
         let message =
