@@ -27,6 +27,23 @@ pub(crate) fn store_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> 
     }
 }
 
+/// The same for the embedded writer's own connection (`rusqlite`).
+pub(crate) fn sqlite_error(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |e| {
+        let transient = match &e {
+            rusqlite::Error::SqliteFailure(failure, _) => {
+                SQLITE_TRANSIENT.contains(&i64::from(failure.extended_code & 0xff))
+            }
+            _ => false,
+        };
+        if transient {
+            Error::unavailable("the store is unavailable").with_source(e)
+        } else {
+            Error::internal(format!("store error while {context}")).with_source(e)
+        }
+    }
+}
+
 /// SQLite primary result codes that pass: busy, locked, out of memory, I/O error, disk full,
 /// cannot open, lock protocol, read-only (a remounted file system).
 const SQLITE_TRANSIENT: [i64; 8] = [5, 6, 7, 10, 13, 14, 15, 8];
@@ -62,5 +79,16 @@ mod tests {
         assert_eq!(io.kind(), chatsys_core::ErrorKind::Unavailable);
         let decode = store_error("x")(sqlx::Error::Decode("bad".into()));
         assert_eq!(decode.kind(), chatsys_core::ErrorKind::Internal);
+    }
+
+    #[test]
+    fn a_full_disk_is_transient_and_a_refusing_trigger_is_not() {
+        let failure = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        let full = sqlite_error("x")(failure(rusqlite::ffi::SQLITE_FULL));
+        assert_eq!(full.kind(), chatsys_core::ErrorKind::Unavailable);
+        let io = sqlite_error("x")(failure(rusqlite::ffi::SQLITE_IOERR_WRITE));
+        assert_eq!(io.kind(), chatsys_core::ErrorKind::Unavailable);
+        let refused = sqlite_error("x")(failure(rusqlite::ffi::SQLITE_CONSTRAINT_TRIGGER));
+        assert_eq!(refused.kind(), chatsys_core::ErrorKind::Internal);
     }
 }

@@ -1,5 +1,5 @@
-//! SQLite (WAL, `synchronous=FULL`): one writer connection that group-commits batches, and a
-//! pool of readers that never wait for it.
+//! SQLite (WAL, `synchronous=FULL`): one writer connection that group-commits batches
+//! (`writer.rs`, on a thread of its own), and a pool of readers that never wait for it.
 //!
 //! Over 300 lines on purpose: the store port's reads and the writer connection's life
 //! (open, settle, close after an error, checkpoints) belong to one set of SQLite
@@ -7,6 +7,7 @@
 
 mod batch;
 mod write;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -22,18 +23,19 @@ use chatsys_core::{
     AppId, AppName, AppToken, Application, Chat, ChatNumber, Error, ErrorKind, IdempotencyRecord, Message,
     MessageNumber, NewApplication, Position, Queued, Result, Timestamp, Version,
 };
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{Row as _, Sqlite, query, query_as, query_scalar};
+use sqlx::{Connection as _, Row as _, query, query_as, query_scalar};
 
+use self::writer::Writer;
 use crate::error::store_error;
 
 pub struct SqliteStore {
     /// Exactly one connection: every write (batches, applications, reconcile) is serialized
     /// here, so SQLite never has to arbitrate between writers.
-    writer: SqlitePool,
+    writer: Writer,
     readers: SqlitePool,
     /// The background checkpointer's connection.
     checkpoints: SqlitePool,
@@ -71,21 +73,14 @@ impl SqliteStore {
             .pragma("journal_size_limit", WAL_LIMIT_BYTES)
             // deleted content is overwritten with zeros, not left in free space
             .pragma("secure_delete", "on");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(
-                options.clone().pragma("cache_size", WRITER_CACHE_KIB).pragma("wal_autocheckpoint", WAL_RESTART_PAGES),
-            )
-            .await
-            .map_err(store_error("opening the database"))?;
+        let mut migrating =
+            SqliteConnection::connect_with(&options).await.map_err(store_error("opening the database"))?;
         sqlx::migrate!("migrations/sqlite")
-            .run(&writer)
+            .run(&mut migrating)
             .await
             .map_err(|e| Error::internal("cannot migrate the sqlite schema").with_source(e))?;
+        migrating.close().await.map_err(store_error("opening the database"))?;
+        let writer = Writer::start(&file)?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
@@ -102,28 +97,17 @@ impl SqliteStore {
         Ok(Self { writer, readers, checkpoints, checkpointer, erased, writes_failing: AtomicBool::new(false) })
     }
 
-    /// The writer connection, for one write.
-    async fn writer(&self) -> Result<PoolConnection<Sqlite>> {
-        self.writer.acquire().await.map_err(store_error("waiting for the writer connection"))
-    }
-
-    /// Hands the writer connection back after a write. After a failed one the connection is
-    /// closed instead (the pool opens a fresh one): SQLite may have rolled the transaction
-    /// back by itself (a full disk does) while the driver still counts it open, and every
-    /// later batch would then "commit" into a savepoint of a transaction that never ends.
-    async fn settle<T>(&self, conn: PoolConnection<Sqlite>, result: &Result<T>) {
+    /// Keeps readiness in step with the last write: a write that failed for a passing reason
+    /// (a full disk, an I/O error) makes the store not ready until one succeeds again.
+    fn settle<T>(&self, result: &Result<T>) {
         match result {
             Ok(_) => {
-                drop(conn);
                 if self.writes_failing.swap(false, Ordering::SeqCst) {
                     tracing::info!("the store accepts writes again");
                     metrics::gauge!("chatsys_store_writes_failing").set(0.0);
                 }
             }
             Err(e) => {
-                if let Err(close) = conn.close().await {
-                    tracing::warn!(error = %close, "closing the failed writer connection");
-                }
                 if e.kind() == ErrorKind::Unavailable && !self.writes_failing.swap(true, Ordering::SeqCst) {
                     let cause = std::error::Error::source(e).map(ToString::to_string);
                     tracing::error!(error = %e, cause, "the store cannot write");
@@ -133,50 +117,41 @@ impl SqliteStore {
         }
     }
 
-    /// While writes fail, readiness tries one small write, so that it recovers by itself.
-    async fn probe_write(&self) -> Result<()> {
-        let mut conn = self.writer().await?;
-        let result = query(
-            "INSERT INTO store_meta (name, value) VALUES ('probe', ?1) \
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        )
-        .bind(Timestamp::now().as_micros())
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
-        .map_err(store_error("probing writes"));
-        self.settle(conn, &result).await;
-        result.map_err(|e| Error::unavailable(format!("the store cannot write ({e})")))
+    /// Runs one write on the writer's connection, and settles readiness by its outcome.
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+    {
+        let result = self.writer.run(work).await;
+        self.settle(&result);
+        result
     }
 
-    /// Checkpoints and closes the pools (on shutdown, after the last batch).
+    /// While writes fail, readiness tries one small write, so that it recovers by itself.
+    async fn probe_write(&self) -> Result<()> {
+        self.write(write::probe).await.map_err(|e| Error::unavailable(format!("the store cannot write ({e})")))
+    }
+
+    /// Checkpoints and closes the connections (on shutdown, after the last batch).
     pub async fn close(&self) {
+        self.writer.stop().await;
         self.checkpointer.abort();
         if let Err(e) = query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.checkpoints).await {
             tracing::warn!(error = %e, "final checkpoint failed");
         }
         self.checkpoints.close().await;
         self.readers.close().await;
-        self.writer.close().await;
     }
 }
 
-/// Page cache per connection, in KiB (negative: SQLite's unit for a size): the writer keeps
-/// the pages that batches touch (the last leaf of every busy chat); readers and the
-/// checkpointer find the rest in the operating system's file cache.
-const WRITER_CACHE_KIB: &str = "-8192";
+/// Page cache per connection, in KiB (negative: SQLite's unit for a size): readers and the
+/// checkpointer find what they miss in the operating system's file cache (the writer's is
+/// in `writer.rs`).
 const READER_CACHE_KIB: &str = "-2048";
 const CHECKPOINT_CACHE_KIB: &str = "-512";
 
-/// The writer's last resort: after a commit that leaves the WAL over this many pages (32 MiB
-/// of 4 KiB pages), the writer checkpoints it itself. The background checkpoints never
-/// catch up with a writer that does not pause (they copy what was committed when they began,
-/// while the writer appends more), and SQLite starts the log over only once all of it is
-/// copied back; without this the WAL grew by about a gigabyte every 15 s of sustained
-/// creates, and every page lookup walked its whole index. Between two batches nothing else
-/// writes, so this checkpoint completes, and it copies only what the background ones have
-/// not.
-const WAL_RESTART_PAGES: &str = "8192";
+/// A WAL that was started over is cut back to this size.
 const WAL_LIMIT_BYTES: &str = "67108864";
 
 /// How often committed WAL frames are copied back into the database file.
@@ -204,15 +179,28 @@ async fn checkpoint_periodically(pool: SqlitePool, erased: Arc<AtomicBool>) {
     }
 }
 
+/// [`APPLICATION_COLUMNS`] as read.
+type ApplicationColumns = (i64, String, String, i64, i64, i64);
+
 fn application_from_row(row: SqliteRow) -> Result<Application> {
-    let token: String = row.get("token");
+    application_from((
+        row.get("id"),
+        row.get("token"),
+        row.get("name"),
+        row.get("chats_count"),
+        row.get("created_at"),
+        row.get("updated_at"),
+    ))
+}
+
+fn application_from((id, token, name, chats_count, created_at, updated_at): ApplicationColumns) -> Result<Application> {
     Ok(Application {
-        id: AppId(row.get("id")),
+        id: AppId(id),
         token: AppToken::parse(&token).map_err(|e| Error::internal("stored token is malformed").with_source(e))?,
-        name: row.get("name"),
-        chats_count: row.get::<i64, _>("chats_count") as u64,
-        created_at: Timestamp::from_micros(row.get("created_at")),
-        updated_at: Timestamp::from_micros(row.get("updated_at")),
+        name,
+        chats_count: chats_count as u64,
+        created_at: Timestamp::from_micros(created_at),
+        updated_at: Timestamp::from_micros(updated_at),
     })
 }
 
@@ -323,26 +311,16 @@ impl Store for SqliteStore {
         new: &NewApplication,
         idempotency: Option<&IdempotencyRecord>,
     ) -> Result<Application> {
-        let mut conn = self.writer().await?;
-        let result = write::create_application(&mut conn, new, idempotency).await;
-        self.settle(conn, &result).await;
-        application_from_row(result?)
+        let (new, idempotency) = (new.clone(), idempotency.cloned());
+        application_from(self.write(move |conn| write::create_application(conn, &new, idempotency.as_ref())).await?)
     }
 
     async fn rename_application(&self, token: &AppToken, name: &AppName, at: Timestamp) -> Result<Option<Application>> {
-        let mut conn = self.writer().await?;
-        let result = query(
-            "UPDATE applications SET name = ?1, updated_at = max(updated_at, ?2) WHERE token = ?3 \
-             RETURNING id, token, name, chats_count, created_at, updated_at",
-        )
-        .bind(name.as_str())
-        .bind(at.as_micros())
-        .bind(token.as_str())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(store_error("renaming an application"));
-        self.settle(conn, &result).await;
-        result?.map(application_from_row).transpose()
+        let (token, name) = (token.clone(), name.clone());
+        self.write(move |conn| write::rename_application(conn, &token, &name, at))
+            .await?
+            .map(application_from)
+            .transpose()
     }
 
     async fn application(&self, token: &AppToken) -> Result<Option<Application>> {
@@ -598,9 +576,8 @@ impl Store for SqliteStore {
     }
 
     async fn write_batch(&self, batch: &[Queued]) -> Result<BatchOutcome> {
-        let mut conn = self.writer().await?;
-        let result = write::write_batch(&mut conn, batch).await;
-        self.settle(conn, &result).await;
+        let batch = batch.to_vec();
+        let result = self.write(move |conn| write::write_batch(conn, &batch)).await;
         if let Ok(outcome) = &result
             && (outcome.messages_deleted > 0 || outcome.chats_deleted > 0)
         {
@@ -610,17 +587,13 @@ impl Store for SqliteStore {
     }
 
     async fn erase_application(&self, app: AppId, token: &AppToken) -> Result<bool> {
-        let mut conn = self.writer().await?;
-        let result = write::erase_application(&mut conn, app, token).await;
-        self.settle(conn, &result).await;
+        let token = token.clone();
+        let result = self.write(move |conn| write::erase_application(conn, app, &token)).await;
         self.erased.store(true, Ordering::SeqCst);
         result
     }
 
     async fn reconcile(&self) -> Result<Reconciled> {
-        let mut conn = self.writer().await?;
-        let result = write::reconcile(&mut conn).await;
-        self.settle(conn, &result).await;
-        result
+        self.write(write::reconcile).await
     }
 }

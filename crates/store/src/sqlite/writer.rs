@@ -1,0 +1,140 @@
+//! The one SQLite connection that writes, on a thread of its own. A write is a closure run
+//! there and answered through a oneshot channel: one hand-off per batch, whose statements
+//! then run back to back from the connection's cache of prepared statements. (Through sqlx
+//! every statement, and every row it returns, crossed between the runtime and sqlx's
+//! connection thread: about 20 round trips per batch, and a fifth of the server's CPU.)
+//!
+//! After a failed write the connection is closed and the next write opens a fresh one:
+//! SQLite may have rolled the transaction back by itself (a full disk does), and nothing
+//! of a failed transaction may leak into the next one.
+
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chatsys_core::{Error, Result};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use crate::error::sqlite_error;
+
+/// A write: given the connection (or why there is none), it answers its caller and says
+/// whether it succeeded.
+type Job = Box<dyn FnOnce(Result<&mut Connection>) -> bool + Send>;
+
+pub(crate) struct Writer {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Opens the connection (so that a database that cannot be opened fails the start) and
+    /// starts its thread.
+    pub(crate) fn start(file: &Path) -> Result<Self> {
+        let first = open(file)?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let file = file.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || serve(&file, Some(first), queue))
+            .map_err(|e| Error::internal("cannot start the sqlite writer thread").with_source(e))?;
+        Ok(Self { jobs: Mutex::new(Some(jobs)), thread: Mutex::new(Some(thread)) })
+    }
+
+    /// Runs `work` on the writer's connection, after every write handed over before it.
+    pub(crate) async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = conn.and_then(work);
+            let ok = result.is_ok();
+            let _ = answer.send(result);
+            ok
+        });
+        let sent = match self.jobs.lock().expect("writer lock").as_ref() {
+            Some(jobs) => jobs.send(job).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(Error::unavailable("the sqlite writer has stopped"));
+        }
+        answered.await.unwrap_or_else(|_| Err(Error::internal("the sqlite writer failed during a write")))
+    }
+
+    /// Lets the writes already handed over finish, then closes the connection.
+    pub(crate) async fn stop(&self) {
+        drop(self.jobs.lock().expect("writer lock").take());
+        let thread = self.thread.lock().expect("writer lock").take();
+        if let Some(thread) = thread
+            && !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(())))
+        {
+            tracing::error!("the sqlite writer thread failed");
+        }
+    }
+}
+
+fn serve(file: &Path, mut conn: Option<Connection>, jobs: mpsc::Receiver<Job>) {
+    for job in jobs {
+        if conn.is_none() {
+            match open(file) {
+                Ok(fresh) => conn = Some(fresh),
+                Err(e) => {
+                    job(Err(e));
+                    continue;
+                }
+            }
+        }
+        let Some(open_conn) = conn.as_mut() else { continue };
+        // a write that panics fails alone (its caller gets an error); the thread goes on
+        let ok = std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(open_conn)))).unwrap_or(false);
+        if !ok && let Some(failed) = conn.take() {
+            if !failed.is_autocommit() {
+                let _ = failed.execute_batch("ROLLBACK");
+            }
+            if let Err((_, e)) = failed.close() {
+                tracing::warn!(error = %e, "closing the failed writer connection");
+            }
+        }
+    }
+}
+
+/// Page cache of the writer, in KiB (negative: SQLite's unit for a size): the pages that
+/// batches touch (the last leaf of every busy chat).
+const CACHE_KIB: i64 = -8192;
+
+/// The writer's last resort: after a commit that leaves the WAL over this many pages (32 MiB
+/// of 4 KiB pages), the writer checkpoints it itself. The background checkpoints never
+/// catch up with a writer that does not pause (they copy what was committed when they began,
+/// while the writer appends more), and SQLite starts the log over only once all of it is
+/// copied back; without this the WAL grew by about a gigabyte every 15 s of sustained
+/// creates, and every page lookup walked its whole index. Between two batches nothing else
+/// writes, so this checkpoint completes, and it copies only what the background ones have
+/// not.
+const WAL_RESTART_PAGES: i64 = 8192;
+
+/// Prepared statements kept per connection: every statement of the batch primitives in
+/// every size they come in (`crate::batch::pieces`), with room to spare.
+const STATEMENT_CACHE: usize = 128;
+
+fn open(file: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(file, flags).map_err(sqlite_error("opening the database for writing"))?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite_error("configuring the writer"))?;
+    // the settings every connection of the store has (`SqliteStore::open`), and the writer's
+    // own cache and checkpoint
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; \
+         PRAGMA secure_delete = ON; PRAGMA journal_size_limit = {}; PRAGMA cache_size = {CACHE_KIB}; \
+         PRAGMA wal_autocheckpoint = {WAL_RESTART_PAGES};",
+        super::WAL_LIMIT_BYTES
+    ))
+    .map_err(sqlite_error("configuring the writer"))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
