@@ -154,18 +154,25 @@ const CHECKPOINT_CACHE_KIB: &str = "-512";
 /// A WAL that was started over is cut back to this size.
 const WAL_LIMIT_BYTES: &str = "67108864";
 
-/// How often committed WAL frames are copied back into the database file.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+/// How soon the next checkpoint runs. While commits keep coming, soon: each checkpoint then
+/// copies little and often finishes between two commits, and SQLite starts the WAL over at
+/// the next commit, so that the writer need not checkpoint itself (`writer.rs`: a checkpoint
+/// in the writer holds up every create of the batch whose commit triggered it). Otherwise
+/// rarely.
+const CHECKPOINT_BUSY_INTERVAL: Duration = Duration::from_millis(20);
+const CHECKPOINT_IDLE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Copies committed pages from the WAL into the database, beside the writer rather than in
 /// its commits (PASSIVE: it never blocks the writer or the readers). After a delete, the
 /// WAL's older frames still hold the deleted text: a TRUNCATE checkpoint (which waits for
 /// readers) copies everything back and empties the file, retried until it completes.
 async fn checkpoint_periodically(pool: SqlitePool, erased: Arc<AtomicBool>) {
-    let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wait = CHECKPOINT_IDLE_INTERVAL;
+    // the WAL's length in frames at the last checkpoint
+    let mut last_frames = -1;
     loop {
-        ticks.tick().await;
+        tokio::time::sleep(wait).await;
+        wait = CHECKPOINT_IDLE_INTERVAL;
         if erased.swap(false, Ordering::SeqCst) {
             match query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&pool).await {
                 Ok((0, _, _)) => continue,
@@ -173,8 +180,16 @@ async fn checkpoint_periodically(pool: SqlitePool, erased: Arc<AtomicBool>) {
                 Err(e) => tracing::warn!(error = %e, "wal checkpoint failed"),
             }
             erased.store(true, Ordering::SeqCst);
-        } else if let Err(e) = query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-            tracing::warn!(error = %e, "wal checkpoint failed");
+        } else {
+            match query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
+                Ok((_, frames, _)) => {
+                    if frames != last_frames {
+                        wait = CHECKPOINT_BUSY_INTERVAL;
+                    }
+                    last_frames = frames;
+                }
+                Err(e) => tracing::warn!(error = %e, "wal checkpoint failed"),
+            }
         }
     }
 }
