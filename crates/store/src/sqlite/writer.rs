@@ -10,8 +10,9 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -21,19 +22,41 @@ use tokio::sync::oneshot;
 
 use crate::error::sqlite_error;
 
-/// A write: given the connection (or why there is none), it answers its caller and says
-/// whether it succeeded.
-type Job = Box<dyn FnOnce(Result<&mut Connection>) -> bool + Send>;
+/// Given the connection (or why there is none), a write answers its caller and says whether
+/// it succeeded.
+type Work = Box<dyn FnOnce(Result<&mut Connection>) -> bool + Send>;
+
+/// A write, run only if the writer claims it before its caller gives up.
+struct Job {
+    work: Work,
+    claim: Arc<AtomicU8>,
+}
+
+/// A job's claim: waiting in the queue, then taken by the writer or given up by its caller
+/// (whichever comes first; a write that has begun is always waited for, since it may commit).
+const WAITING: u8 = 0;
+const TAKEN: u8 = 1;
+const GIVEN_UP: u8 = 2;
+
+/// How long a write waits for the writer to take it: past this, the writer is stuck (a hung
+/// fsync, a file system that does not answer), the write answers `Unavailable` and is never
+/// run, and readiness starts probing.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 pub(crate) struct Writer {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    patience: Duration,
 }
 
 impl Writer {
     /// Opens the connection (so that a database that cannot be opened fails the start) and
     /// starts its thread.
     pub(crate) fn start(file: &Path) -> Result<Self> {
+        Self::start_with_patience(file, PATIENCE)
+    }
+
+    fn start_with_patience(file: &Path, patience: Duration) -> Result<Self> {
         let first = open(file)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         let file = file.to_path_buf();
@@ -41,7 +64,7 @@ impl Writer {
             .name("sqlite-writer".into())
             .spawn(move || serve(&file, Some(first), queue))
             .map_err(|e| Error::internal("cannot start the sqlite writer thread").with_source(e))?;
-        Ok(Self { jobs: Mutex::new(Some(jobs)), thread: Mutex::new(Some(thread)) })
+        Ok(Self { jobs: Mutex::new(Some(jobs)), thread: Mutex::new(Some(thread)), patience })
     }
 
     /// Runs `work` on the writer's connection, after every write handed over before it.
@@ -50,13 +73,17 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let (answer, answered) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = conn.and_then(work);
-            let ok = result.is_ok();
-            let _ = answer.send(result);
-            ok
-        });
+        let (answer, mut answered) = oneshot::channel();
+        let claim = Arc::new(AtomicU8::new(WAITING));
+        let job = Job {
+            work: Box::new(move |conn| {
+                let result = conn.and_then(work);
+                let ok = result.is_ok();
+                let _ = answer.send(result);
+                ok
+            }),
+            claim: claim.clone(),
+        };
         let sent = match self.jobs.lock().expect("writer lock").as_ref() {
             Some(jobs) => jobs.send(job).is_ok(),
             None => false,
@@ -64,7 +91,18 @@ impl Writer {
         if !sent {
             return Err(Error::unavailable("the sqlite writer has stopped"));
         }
-        answered.await.unwrap_or_else(|_| Err(Error::internal("the sqlite writer failed during a write")))
+        let lost = |_| Err(Error::internal("the sqlite writer failed during a write"));
+        match tokio::time::timeout(self.patience, &mut answered).await {
+            Ok(answer) => answer.unwrap_or_else(lost),
+            Err(_) if claim.compare_exchange(WAITING, GIVEN_UP, Ordering::SeqCst, Ordering::SeqCst).is_ok() => {
+                Err(Error::unavailable(format!(
+                    "the sqlite writer did not take this write within {} s",
+                    self.patience.as_secs()
+                )))
+            }
+            // the writer took it meanwhile: it may commit, so its outcome is the answer
+            Err(_) => answered.await.unwrap_or_else(lost),
+        }
     }
 
     /// Lets the writes already handed over finish, then closes the connection.
@@ -81,6 +119,10 @@ impl Writer {
 
 fn serve(file: &Path, mut conn: Option<Connection>, jobs: mpsc::Receiver<Job>) {
     for job in jobs {
+        if job.claim.compare_exchange(WAITING, TAKEN, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            continue; // its caller has given up and answered
+        }
+        let job = job.work;
         if conn.is_none() {
             match open(file) {
                 Ok(fresh) => conn = Some(fresh),
@@ -90,7 +132,7 @@ fn serve(file: &Path, mut conn: Option<Connection>, jobs: mpsc::Receiver<Job>) {
                 }
             }
         }
-        let Some(open_conn) = conn.as_mut() else { continue };
+        let open_conn = conn.as_mut().expect("opened above");
         // a write that panics fails alone (its caller gets an error); the thread goes on
         let ok = std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(open_conn)))).unwrap_or(false);
         if !ok && let Some(failed) = conn.take() {
@@ -136,4 +178,46 @@ fn open(file: &Path) -> Result<Connection> {
     .map_err(sqlite_error("configuring the writer"))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_write_the_writer_does_not_take_in_time_fails_and_never_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer =
+            Arc::new(Writer::start_with_patience(&dir.path().join("w.db"), Duration::from_millis(200)).unwrap());
+        // a write that hangs the writer for longer than the patience
+        let stuck = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .run(|_| {
+                        std::thread::sleep(Duration::from_millis(700));
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let ran = Arc::new(AtomicU8::new(0));
+        let behind = writer
+            .run({
+                let ran = ran.clone();
+                move |_| {
+                    ran.store(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            })
+            .await;
+        let e = behind.expect_err("the write behind the stuck one gives up");
+        assert_eq!(e.kind(), chatsys_core::ErrorKind::Unavailable, "{e}");
+        // the stuck write was taken before the patience ran out: it is waited for, and holds
+        assert!(stuck.await.unwrap().is_ok(), "a write the writer took is answered by its outcome");
+        writer.run(|_| Ok(())).await.unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "a write given up is never run");
+        writer.stop().await;
+    }
 }
