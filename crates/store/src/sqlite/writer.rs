@@ -2,7 +2,7 @@
 //! there and answered through a oneshot channel: one hand-off per batch, whose statements
 //! then run back to back from the connection's cache of prepared statements. (Through sqlx
 //! every statement, and every row it returns, crossed between the runtime and sqlx's
-//! connection thread: about 20 round trips per batch, and a fifth of the server's CPU.)
+//! connection thread: about 20 round trips per batch, and a sixth of the server's CPU.)
 //!
 //! After a failed write the connection is closed and the next write opens a fresh one:
 //! SQLite may have rolled the transaction back by itself (a full disk does), and nothing
