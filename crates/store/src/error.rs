@@ -19,11 +19,7 @@ pub(crate) fn store_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> 
             | sqlx::Error::WorkerCrashed => true,
             _ => false,
         };
-        if transient {
-            Error::unavailable("the store is unavailable").with_source(e)
-        } else {
-            Error::internal(format!("store error while {context}")).with_source(e)
-        }
+        classified(transient, context, e)
     }
 }
 
@@ -36,11 +32,15 @@ pub(crate) fn sqlite_error(context: &'static str) -> impl FnOnce(rusqlite::Error
             }
             _ => false,
         };
-        if transient {
-            Error::unavailable("the store is unavailable").with_source(e)
-        } else {
-            Error::internal(format!("store error while {context}")).with_source(e)
-        }
+        classified(transient, context, e)
+    }
+}
+
+fn classified(transient: bool, context: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    if transient {
+        Error::unavailable("the store is unavailable").with_source(e)
+    } else {
+        Error::internal(format!("store error while {context}")).with_source(e)
     }
 }
 

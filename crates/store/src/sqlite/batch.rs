@@ -13,11 +13,11 @@ use rusqlite::{CachedStatement, Connection, Row};
 use crate::batch::{BatchTx, ChatKey, ChatRow, MessageKey, MessageRow, pieces};
 use crate::error::sqlite_error;
 
+/// A batch's open transaction. A batch that fails is rolled back by the writer, which does
+/// that after every failed write (`writer.rs`).
 pub(crate) struct SqliteBatch<'c> {
     conn: &'c mut Connection,
     rev: i64,
-    /// The transaction is open: dropping the batch rolls it back.
-    open: bool,
 }
 
 impl<'c> SqliteBatch<'c> {
@@ -25,23 +25,11 @@ impl<'c> SqliteBatch<'c> {
     pub(crate) fn begin(conn: &'c mut Connection) -> Result<(Self, u64)> {
         let err = || sqlite_error("writing a batch");
         conn.execute_batch("BEGIN IMMEDIATE").map_err(err())?;
-        let mut batch = Self { conn, rev: 0, open: true };
-        batch.rev = batch
-            .conn
+        let rev: i64 = conn
             .prepare_cached("UPDATE store_meta SET value = value + 1 WHERE name = 'rev' RETURNING value")
             .and_then(|mut s| s.query_row([], |row| row.get(0)))
             .map_err(err())?;
-        let rev = batch.rev as u64;
-        Ok((batch, rev))
-    }
-}
-
-impl Drop for SqliteBatch<'_> {
-    fn drop(&mut self) {
-        if self.open {
-            // the writer closes its connection after a failed write anyway
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
+        Ok((Self { conn, rev }, rev as u64))
     }
 }
 
@@ -49,15 +37,6 @@ impl Drop for SqliteBatch<'_> {
 fn groups(n: usize, width: usize) -> String {
     let group = format!("({})", vec!["?"; width].join(", "));
     vec![group; n].join(", ")
-}
-
-/// The cached statement for `sql`, with `values` bound in order.
-fn bound<'a>(conn: &'a Connection, sql: &str, values: &[&dyn ToSql]) -> rusqlite::Result<CachedStatement<'a>> {
-    let mut statement = conn.prepare_cached(sql)?;
-    for (i, value) in values.iter().enumerate() {
-        statement.raw_bind_parameter(i + 1, value)?;
-    }
-    Ok(statement)
 }
 
 /// Binds a statement's values in order.
@@ -246,30 +225,27 @@ impl BatchTx for SqliteBatch<'_> {
                 chat,
                 number,
             ];
-            bound(
-                self.conn,
-                "UPDATE messages SET body = ?1, version = ?2, position = ?3, deleted = ?4, created_at = ?5, \
-                 updated_at = ?6, rev = ?7 WHERE application_id = ?8 AND chat_number = ?9 AND number = ?10",
-                &values,
-            )
-            .and_then(|mut s| s.raw_execute())
-            .map_err(sqlite_error("updating messages"))?;
+            self.conn
+                .prepare_cached(
+                    "UPDATE messages SET body = ?1, version = ?2, position = ?3, deleted = ?4, created_at = ?5, \
+                     updated_at = ?6, rev = ?7 WHERE application_id = ?8 AND chat_number = ?9 AND number = ?10",
+                )
+                .and_then(|mut s| s.execute(values))
+                .map_err(sqlite_error("updating messages"))?;
         }
         Ok(())
     }
 
     async fn erase_messages(&mut self, chats: &[ChatKey]) -> Result<()> {
         for (app, chat) in chats {
-            bound(self.conn, "DELETE FROM messages WHERE application_id = ?1 AND chat_number = ?2", &[app, chat])
-                .and_then(|mut s| s.raw_execute())
+            self.conn
+                .prepare_cached("DELETE FROM messages WHERE application_id = ?1 AND chat_number = ?2")
+                .and_then(|mut s| s.execute([app, chat]))
                 .map_err(sqlite_error("erasing messages"))?;
-            bound(
-                self.conn,
-                "INSERT INTO erasures (rev, application_id, chat_number) VALUES (?1, ?2, ?3)",
-                &[&self.rev, app, chat],
-            )
-            .and_then(|mut s| s.raw_execute())
-            .map_err(sqlite_error("recording an erasure"))?;
+            self.conn
+                .prepare_cached("INSERT INTO erasures (rev, application_id, chat_number) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| s.execute([&self.rev, app, chat]))
+                .map_err(sqlite_error("recording an erasure"))?;
         }
         Ok(())
     }
@@ -322,21 +298,19 @@ impl BatchTx for SqliteBatch<'_> {
 
     async fn erase_answers(&mut self, paths: &[String]) -> Result<()> {
         for path in paths {
-            bound(
-                self.conn,
-                "DELETE FROM idempotency_keys WHERE location = ?1 OR substr(location, 1, length(?1) + 1) = ?1 || '/'",
-                &[path],
-            )
-            .and_then(|mut s| s.raw_execute())
-            .map_err(sqlite_error("erasing idempotency records"))?;
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM idempotency_keys \
+                     WHERE location = ?1 OR substr(location, 1, length(?1) + 1) = ?1 || '/'",
+                )
+                .and_then(|mut s| s.execute([path]))
+                .map_err(sqlite_error("erasing idempotency records"))?;
         }
         Ok(())
     }
 
-    async fn commit(mut self) -> Result<()> {
-        self.conn.execute_batch("COMMIT").map_err(sqlite_error("committing a batch"))?;
-        self.open = false;
-        Ok(())
+    async fn commit(self) -> Result<()> {
+        self.conn.execute_batch("COMMIT").map_err(sqlite_error("committing a batch"))
     }
 }
 

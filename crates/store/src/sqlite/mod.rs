@@ -1,9 +1,9 @@
 //! SQLite (WAL, `synchronous=FULL`): one writer connection that group-commits batches
 //! (`writer.rs`, on a thread of its own), and a pool of readers that never wait for it.
 //!
-//! Over 300 lines on purpose: the store port's reads and the writer connection's life
-//! (open, settle, close after an error, checkpoints) belong to one set of SQLite
-//! connections; the batch primitives are in `batch.rs`.
+//! Over 300 lines on purpose: the store port's reads, the settings every connection shares,
+//! readiness after failed writes and the checkpoints belong to one set of SQLite
+//! connections; the batch primitives are in `batch.rs`, the writer's thread in `writer.rs`.
 
 mod batch;
 mod write;
@@ -23,10 +23,7 @@ use chatsys_core::{
     AppId, AppName, AppToken, Application, Chat, ChatNumber, Error, ErrorKind, IdempotencyRecord, Message,
     MessageNumber, NewApplication, Position, Queued, Result, Timestamp, Version,
 };
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{Connection as _, Row as _, query, query_as, query_scalar};
 
 use self::writer::Writer;
@@ -61,18 +58,8 @@ impl SqliteStore {
             .map_err(store_error("configuring sqlite"))?
             .filename(&file)
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // a 201 must survive power loss, not only a process crash
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(false)
-            // checkpoints are a background task's, so that a batch's commit does not wait for
-            // the WAL to be copied back; only the writer's own last resort is below
-            .pragma("wal_autocheckpoint", "0")
-            // a WAL that was started over is cut back to this size
-            .pragma("journal_size_limit", WAL_LIMIT_BYTES)
-            // deleted content is overwritten with zeros, not left in free space
-            .pragma("secure_delete", "on");
+            .busy_timeout(BUSY_TIMEOUT);
+        let options = PRAGMAS.iter().fold(options, |options, (name, value)| options.pragma(*name, *value));
         let mut migrating =
             SqliteConnection::connect_with(&options).await.map_err(store_error("opening the database"))?;
         sqlx::migrate!("migrations/sqlite")
@@ -151,8 +138,23 @@ impl SqliteStore {
 const READER_CACHE_KIB: &str = "-2048";
 const CHECKPOINT_CACHE_KIB: &str = "-512";
 
-/// A WAL that was started over is cut back to this size.
-const WAL_LIMIT_BYTES: &str = "67108864";
+/// What every connection of the store sets, the writer's own (`writer.rs`) included.
+const PRAGMAS: [(&str, &str); 6] = [
+    ("journal_mode", "WAL"),
+    // a 201 must survive power loss, not only a process crash
+    ("synchronous", "FULL"),
+    ("foreign_keys", "OFF"),
+    // checkpoints are a background task's, so that a batch's commit does not wait for the
+    // WAL to be copied back; the writer's own last resort is in `writer.rs`
+    ("wal_autocheckpoint", "0"),
+    // a WAL that was started over is cut back to this size (64 MiB)
+    ("journal_size_limit", "67108864"),
+    // deleted content is overwritten with zeros, not left in free space
+    ("secure_delete", "on"),
+];
+
+/// How long a connection waits for a lock another one holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How soon the next checkpoint runs. While commits keep coming, soon: each checkpoint then
 /// copies little and often finishes between two commits, and SQLite starts the WAL over at

@@ -4,7 +4,8 @@
 //! every statement, and every row it returns, crossed between the runtime and sqlx's
 //! connection thread: about 20 round trips per batch, and a sixth of the server's CPU.)
 //!
-//! After a failed write the connection is closed and the next write opens a fresh one:
+//! After a failed write (or one that panicked) the connection is rolled back and closed, and
+//! the next write opens a fresh one:
 //! SQLite may have rolled the transaction back by itself (a full disk does), and nothing
 //! of a failed transaction may leak into the next one.
 
@@ -166,16 +167,12 @@ const STATEMENT_CACHE: usize = 128;
 fn open(file: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(file, flags).map_err(sqlite_error("opening the database for writing"))?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite_error("configuring the writer"))?;
-    // the settings every connection of the store has (`SqliteStore::open`), and the writer's
-    // own cache and checkpoint
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; \
-         PRAGMA secure_delete = ON; PRAGMA journal_size_limit = {}; PRAGMA cache_size = {CACHE_KIB}; \
-         PRAGMA wal_autocheckpoint = {WAL_RESTART_PAGES};",
-        super::WAL_LIMIT_BYTES
-    ))
-    .map_err(sqlite_error("configuring the writer"))?;
+    conn.busy_timeout(super::BUSY_TIMEOUT).map_err(sqlite_error("configuring the writer"))?;
+    // the settings every connection of the store has, then the writer's own cache and
+    // checkpoint (the later setting wins)
+    let mut pragmas: String = super::PRAGMAS.iter().map(|(name, value)| format!("PRAGMA {name} = {value}; ")).collect();
+    pragmas.push_str(&format!("PRAGMA cache_size = {CACHE_KIB}; PRAGMA wal_autocheckpoint = {WAL_RESTART_PAGES};"));
+    conn.execute_batch(&pragmas).map_err(sqlite_error("configuring the writer"))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
