@@ -6,6 +6,8 @@
 #   bench/run.sh [DURATION_SECONDS] [CONNECTIONS]        defaults: 10 256
 #   BENCH_MODE=distributed bench/run.sh ...   one `chatsys serve` and one `chatsys worker` on
 #     this machine's MariaDB, Redis and RabbitMQ (a database, prefix and queue of their own)
+#   BENCH_BINARY=path bench/run.sh ...   that binary instead of this checkout's release build
+#     (to compare two builds in turns on the same machine)
 #
 # Needs wrk (apt-get install wrk). Load generator and server share the machine; read the
 # ratios, not the absolute numbers, on a shared or small machine.
@@ -18,7 +20,7 @@ chats=${BENCH_CHATS:-1000}
 seed_messages=${BENCH_SEED_MESSAGES:-1000}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
-cargo build --release --locked -q
+[ -n "${BENCH_BINARY:-}" ] || cargo build --release --locked -q
 work=$(mktemp -d)
 source bench/server.sh
 trap 'bench_stop; rm -rf "$work"' EXIT

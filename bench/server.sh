@@ -16,11 +16,11 @@ bench_start() {
     mariadb -h 127.0.0.1 -u root -e "CREATE DATABASE $name CHARACTER SET utf8mb4"
     export CHATSYS_DATABASE_URL="mysql://root@127.0.0.1:3306/$name" CHATSYS_REDIS_URL=redis://127.0.0.1:6379 \
       CHATSYS_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f" CHATSYS_AMQP_QUEUE="$name.commands" CHATSYS_REDIS_PREFIX="$name"
-    RUST_LOG=warn target/release/chatsys worker >"$work/worker.log" 2>&1 &
+    RUST_LOG=warn "${BENCH_BINARY:-target/release/chatsys}" worker >"$work/worker.log" 2>&1 &
     worker=$!
   fi
   CHATSYS_LISTEN=127.0.0.1:0 CHATSYS_DATA_DIR="$work/data" RUST_LOG=warn,chatsys=info \
-    target/release/chatsys serve >"$work/server.log" 2>&1 &
+    "${BENCH_BINARY:-target/release/chatsys}" serve >"$work/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do
     addr=$(grep -ao 'listening addr=[0-9.:]*' "$work/server.log" | cut -d= -f2 || true)

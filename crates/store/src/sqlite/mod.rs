@@ -1,11 +1,13 @@
 //! SQLite (WAL, `synchronous=FULL`): one writer connection that group-commits batches
-//! (`writer.rs`, on a thread of its own), and a pool of readers that never wait for it.
+//! (`writer.rs`, on a thread of its own), and a pool of readers that never wait for it
+//! (`readers.rs`).
 //!
 //! Over 300 lines on purpose: the store port's reads, the settings every connection shares,
 //! readiness after failed writes and the checkpoints belong to one set of SQLite
 //! connections; the batch primitives are in `batch.rs`, the writer's thread in `writer.rs`.
 
 mod batch;
+mod readers;
 mod write;
 mod writer;
 
@@ -23,9 +25,11 @@ use chatsys_core::{
     AppId, AppName, AppToken, Application, Chat, ChatNumber, Error, ErrorKind, IdempotencyRecord, Message,
     MessageNumber, NewApplication, Position, Queued, Result, Timestamp, Version,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions, SqliteRow};
-use sqlx::{Connection as _, Row as _, query, query_as, query_scalar};
+use rusqlite::{Connection, OptionalExtension as _, Row};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions};
+use sqlx::{Connection as _, query, query_as};
 
+use self::readers::Readers;
 use self::writer::Writer;
 use crate::error::store_error;
 
@@ -33,7 +37,7 @@ pub struct SqliteStore {
     /// Exactly one connection: every write (batches, applications, reconcile) is serialized
     /// here, so SQLite never has to arbitrate between writers.
     writer: Writer,
-    readers: SqlitePool,
+    readers: Readers,
     /// The background checkpointer's connection.
     checkpoints: SqlitePool,
     checkpointer: tokio::task::JoinHandle<()>,
@@ -68,12 +72,7 @@ impl SqliteStore {
             .map_err(|e| Error::internal("cannot migrate the sqlite schema").with_source(e))?;
         migrating.close().await.map_err(store_error("opening the database"))?;
         let writer = Writer::start(&file)?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.clone().read_only(true).pragma("cache_size", READER_CACHE_KIB))
-            .await
-            .map_err(store_error("opening the database"))?;
+        let readers = Readers::open(&file)?;
         let checkpoints = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.pragma("cache_size", CHECKPOINT_CACHE_KIB))
@@ -128,14 +127,12 @@ impl SqliteStore {
             tracing::warn!(error = %e, "final checkpoint failed");
         }
         self.checkpoints.close().await;
-        self.readers.close().await;
+        self.readers.close();
     }
 }
 
-/// Page cache per connection, in KiB (negative: SQLite's unit for a size): readers and the
-/// checkpointer find what they miss in the operating system's file cache (the writer's is
-/// in `writer.rs`).
-const READER_CACHE_KIB: &str = "-2048";
+/// Page cache of the checkpointer's connection, in KiB (negative: SQLite's unit for a
+/// size): what it misses it finds in the operating system's file cache.
 const CHECKPOINT_CACHE_KIB: &str = "-512";
 
 /// What every connection of the store sets, the writer's own (`writer.rs`) included.
@@ -152,6 +149,12 @@ const PRAGMAS: [(&str, &str); 6] = [
     // deleted content is overwritten with zeros, not left in free space
     ("secure_delete", "on"),
 ];
+
+/// The statements that set up a `rusqlite` connection: [`PRAGMAS`], then its own settings
+/// (the later setting wins).
+fn pragmas(own: &[(&str, &str)]) -> String {
+    PRAGMAS.iter().chain(own).map(|(name, value)| format!("PRAGMA {name} = {value}; ")).collect()
+}
 
 /// How long a connection waits for a lock another one holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -199,15 +202,8 @@ async fn checkpoint_periodically(pool: SqlitePool, erased: Arc<AtomicBool>) {
 /// [`APPLICATION_COLUMNS`] as read.
 type ApplicationColumns = (i64, String, String, i64, i64, i64);
 
-fn application_from_row(row: SqliteRow) -> Result<Application> {
-    application_from((
-        row.get("id"),
-        row.get("token"),
-        row.get("name"),
-        row.get("chats_count"),
-        row.get("created_at"),
-        row.get("updated_at"),
-    ))
+fn application_columns(row: &Row<'_>) -> rusqlite::Result<ApplicationColumns> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
 }
 
 fn application_from((id, token, name, chats_count, created_at, updated_at): ApplicationColumns) -> Result<Application> {
@@ -221,7 +217,13 @@ fn application_from((id, token, name, chats_count, created_at, updated_at): Appl
     })
 }
 
-fn chat_from_row((number, messages_count, created_at, updated_at): (i64, i64, i64, i64)) -> Result<Chat> {
+const CHAT_COLUMNS: &str = "number, messages_count, created_at, updated_at";
+
+fn chat_columns(row: &Row<'_>) -> rusqlite::Result<(i64, i64, i64, i64)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn chat_from((number, messages_count, created_at, updated_at): (i64, i64, i64, i64)) -> Result<Chat> {
     Ok(Chat {
         number: stored_number(number, ChatNumber::new)?,
         messages_count: messages_count as u64,
@@ -230,9 +232,15 @@ fn chat_from_row((number, messages_count, created_at, updated_at): (i64, i64, i6
     })
 }
 
-type MessageRow = (i64, i64, String, i64, i64);
+const MESSAGE_COLUMNS: &str = "chat_number, number, body, created_at, updated_at";
 
-fn message_from_row((chat, number, body, created_at, updated_at): MessageRow) -> Result<Message> {
+type MessageColumns = (i64, i64, String, i64, i64);
+
+fn message_columns(row: &Row<'_>) -> rusqlite::Result<MessageColumns> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+}
+
+fn message_from((chat, number, body, created_at, updated_at): MessageColumns) -> Result<Message> {
     Ok(Message {
         chat_number: stored_number(chat, ChatNumber::new)?,
         number: stored_number(number, MessageNumber::new)?,
@@ -265,6 +273,26 @@ fn stored_change(app: i64, chat: i64, number: i64, body: Option<String>, positio
 /// The body of a message row, `NULL` for a tombstone.
 const BODY_OR_NULL: &str = "CASE WHEN deleted THEN NULL ELSE body END";
 
+/// Every row `sql` returns for `params`, as `columns` reads them.
+fn all_rows<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    columns: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    conn.prepare_cached(sql)?.query_map(params, columns)?.collect()
+}
+
+/// The row `sql` returns for `params`, if any.
+fn one_row<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    columns: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    conn.prepare_cached(sql)?.query_row(params, columns).optional()
+}
+
 #[async_trait]
 impl ChangeFeed for SqliteStore {
     async fn changes_since(
@@ -276,36 +304,30 @@ impl ChangeFeed for SqliteStore {
         let (after_rev, app, chat, number) = after.map_or((rev as i64, i64::MAX, i64::MAX, i64::MAX), |(r, m)| {
             (*r as i64, m.app.0, m.chat.as_i64(), m.number.as_i64())
         });
-        let rows: Vec<(i64, i64, i64, i64, Option<String>, i64)> = query_as(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT rev, application_id, chat_number, number, {BODY_OR_NULL}, position FROM messages \
              WHERE rev > ?1 AND (rev, application_id, chat_number, number) > (?2, ?3, ?4, ?5) \
              ORDER BY rev, application_id, chat_number, number LIMIT ?6"
-        )))
-        .bind(rev as i64)
-        .bind(after_rev)
-        .bind(app)
-        .bind(chat)
-        .bind(number)
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(store_error("reading changed messages"))?;
+        );
+        let rows = self.readers.read("reading changed messages", |conn| {
+            all_rows(conn, &sql, (rev as i64, after_rev, app, chat, number, i64::from(limit)), |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+            })
+        })?;
         rows.into_iter()
-            .map(|(rev, app, chat, number, body, position)| {
+            .map(|(rev, app, chat, number, body, position): (i64, i64, i64, i64, Option<String>, i64)| {
                 Ok((rev as u64, stored_change(app, chat, number, body, position)?))
             })
             .collect()
     }
 
     async fn erasures_since(&self, rev: u64) -> Result<Vec<(u64, Erasure)>> {
-        let rows: Vec<(i64, i64, Option<i64>)> =
-            query_as("SELECT rev, application_id, chat_number FROM erasures WHERE rev > ?1 ORDER BY rev")
-                .bind(rev as i64)
-                .fetch_all(&self.readers)
-                .await
-                .map_err(store_error("reading erasures"))?;
+        let sql = "SELECT rev, application_id, chat_number FROM erasures WHERE rev > ?1 ORDER BY rev";
+        let rows = self.readers.read("reading erasures", |conn| {
+            all_rows(conn, sql, [rev as i64], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        })?;
         rows.into_iter()
-            .map(|(rev, app, chat)| match chat {
+            .map(|(rev, app, chat): (i64, i64, Option<i64>)| match chat {
                 Some(chat) => Ok((rev as u64, Erasure::Chat(AppId(app), stored_number(chat, ChatNumber::new)?))),
                 None => Ok((rev as u64, Erasure::Application(AppId(app)))),
             })
@@ -316,7 +338,7 @@ impl ChangeFeed for SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        query("SELECT 1").execute(&self.readers).await.map_err(store_error("pinging"))?;
+        self.readers.read("pinging", |conn| conn.prepare_cached("SELECT 1")?.query_row([], |_| Ok(())))?;
         if self.writes_failing.load(Ordering::SeqCst) {
             self.probe_write().await?;
         }
@@ -341,70 +363,50 @@ impl Store for SqliteStore {
     }
 
     async fn application(&self, token: &AppToken) -> Result<Option<Application>> {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {APPLICATION_COLUMNS} FROM applications WHERE token = ?1"));
-        let row = query(sql)
-            .bind(token.as_str())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(store_error("reading an application"))?;
-        row.map(application_from_row).transpose()
+        let sql = format!("SELECT {APPLICATION_COLUMNS} FROM applications WHERE token = ?1");
+        let row = self
+            .readers
+            .read("reading an application", |conn| one_row(conn, &sql, [token.as_str()], application_columns))?;
+        row.map(application_from).transpose()
     }
 
     async fn list_applications(&self, after: Option<&(Timestamp, AppToken)>, limit: u32) -> Result<Vec<Application>> {
         let (at, token) = after.map_or((i64::MIN, ""), |(at, token)| (at.as_micros(), token.as_str()));
-        let sql = sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT {APPLICATION_COLUMNS} FROM applications WHERE (created_at, token) > (?1, ?2) \
              ORDER BY created_at, token LIMIT ?3"
-        ));
-        let rows = query(sql)
-            .bind(at)
-            .bind(token)
-            .bind(i64::from(limit))
-            .fetch_all(&self.readers)
-            .await
-            .map_err(store_error("listing applications"))?;
-        rows.into_iter().map(application_from_row).collect()
+        );
+        let rows = self.readers.read("listing applications", |conn| {
+            all_rows(conn, &sql, (at, token, i64::from(limit)), application_columns)
+        })?;
+        rows.into_iter().map(application_from).collect()
     }
 
     async fn chat(&self, app: AppId, chat: ChatNumber) -> Result<Option<Chat>> {
-        let row = query_as(
-            "SELECT number, messages_count, created_at, updated_at FROM chats \
-             WHERE application_id = ?1 AND number = ?2 AND NOT deleted",
-        )
-        .bind(app.0)
-        .bind(chat.as_i64())
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(store_error("reading a chat"))?;
-        row.map(chat_from_row).transpose()
+        let sql = format!("SELECT {CHAT_COLUMNS} FROM chats WHERE application_id = ?1 AND number = ?2 AND NOT deleted");
+        let row =
+            self.readers.read("reading a chat", |conn| one_row(conn, &sql, [app.0, chat.as_i64()], chat_columns))?;
+        row.map(chat_from).transpose()
     }
 
     async fn list_chats(&self, app: AppId, after: Option<ChatNumber>, limit: u32) -> Result<Vec<Chat>> {
-        let rows = query_as(
-            "SELECT number, messages_count, created_at, updated_at FROM chats \
-             WHERE application_id = ?1 AND number > ?2 AND NOT deleted ORDER BY number LIMIT ?3",
-        )
-        .bind(app.0)
-        .bind(after.map_or(0, ChatNumber::as_i64))
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(store_error("listing chats"))?;
-        rows.into_iter().map(chat_from_row).collect()
+        let sql = format!(
+            "SELECT {CHAT_COLUMNS} FROM chats \
+             WHERE application_id = ?1 AND number > ?2 AND NOT deleted ORDER BY number LIMIT ?3"
+        );
+        let params = [app.0, after.map_or(0, ChatNumber::as_i64), i64::from(limit)];
+        let rows = self.readers.read("listing chats", |conn| all_rows(conn, &sql, params, chat_columns))?;
+        rows.into_iter().map(chat_from).collect()
     }
 
     async fn message(&self, app: AppId, chat: ChatNumber, number: MessageNumber) -> Result<Option<Message>> {
-        let row: Option<MessageRow> = query_as(
-            "SELECT chat_number, number, body, created_at, updated_at FROM messages \
-             WHERE application_id = ?1 AND chat_number = ?2 AND number = ?3 AND NOT deleted",
-        )
-        .bind(app.0)
-        .bind(chat.as_i64())
-        .bind(number.as_i64())
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(store_error("reading a message"))?;
-        row.map(message_from_row).transpose()
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages \
+             WHERE application_id = ?1 AND chat_number = ?2 AND number = ?3 AND NOT deleted"
+        );
+        let params = [app.0, chat.as_i64(), number.as_i64()];
+        let row = self.readers.read("reading a message", |conn| one_row(conn, &sql, params, message_columns))?;
+        row.map(message_from).transpose()
     }
 
     async fn list_messages(
@@ -414,19 +416,14 @@ impl Store for SqliteStore {
         after: Option<MessageNumber>,
         limit: u32,
     ) -> Result<Vec<Message>> {
-        let rows: Vec<MessageRow> = query_as(
-            "SELECT chat_number, number, body, created_at, updated_at FROM messages \
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages \
              WHERE application_id = ?1 AND chat_number = ?2 AND number > ?3 AND NOT deleted \
-             ORDER BY number LIMIT ?4",
-        )
-        .bind(app.0)
-        .bind(chat.as_i64())
-        .bind(after.map_or(0, MessageNumber::as_i64))
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(store_error("listing messages"))?;
-        rows.into_iter().map(message_from_row).collect()
+             ORDER BY number LIMIT ?4"
+        );
+        let params = [app.0, chat.as_i64(), after.map_or(0, MessageNumber::as_i64), i64::from(limit)];
+        let rows = self.readers.read("listing messages", |conn| all_rows(conn, &sql, params, message_columns))?;
+        rows.into_iter().map(message_from).collect()
     }
 
     async fn messages_by_number(
@@ -435,91 +432,82 @@ impl Store for SqliteStore {
         chat: ChatNumber,
         numbers: &[MessageNumber],
     ) -> Result<Vec<Message>> {
-        let mut out = Vec::with_capacity(numbers.len());
-        for chunk in numbers.chunks(500) {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "SELECT chat_number, number, body, created_at, updated_at FROM messages WHERE application_id = ",
-            );
-            qb.push_bind(app.0).push(" AND chat_number = ").push_bind(chat.as_i64());
-            qb.push(" AND NOT deleted AND number IN (");
-            let mut list = qb.separated(", ");
-            for n in chunk {
-                list.push_bind(n.as_i64());
+        let sql = |n: usize| {
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages \
+                 WHERE application_id = ? AND chat_number = ? AND NOT deleted AND number IN ({})",
+                vec!["?"; n].join(", ")
+            )
+        };
+        let mut rows = Vec::with_capacity(numbers.len());
+        self.readers.read("reading messages", |conn| {
+            for piece in crate::batch::pieces(numbers) {
+                let mut statement = conn.prepare_cached(&sql(piece.len()))?;
+                let params = [app.0, chat.as_i64()].into_iter().chain(piece.iter().map(|n| n.as_i64()));
+                let mut found = statement.query(rusqlite::params_from_iter(params))?;
+                while let Some(row) = found.next()? {
+                    rows.push(message_columns(row)?);
+                }
             }
-            qb.push(")");
-            let rows: Vec<MessageRow> =
-                qb.build_query_as().fetch_all(&self.readers).await.map_err(store_error("reading messages"))?;
-            for row in rows {
-                out.push(message_from_row(row)?);
-            }
-        }
-        Ok(out)
+            Ok(())
+        })?;
+        rows.into_iter().map(message_from).collect()
     }
 
     async fn scan_messages(&self, after: Option<&ChangedMessage>, limit: u32) -> Result<Vec<ChangedMessage>> {
         let (app, chat, number) = after.map_or((i64::MIN, 0, 0), |m| (m.app.0, m.chat.as_i64(), m.number.as_i64()));
-        let rows: Vec<(i64, i64, i64, Option<String>, i64)> = query_as(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT application_id, chat_number, number, {BODY_OR_NULL}, position FROM messages \
              WHERE (application_id, chat_number, number) > (?1, ?2, ?3) \
              ORDER BY application_id, chat_number, number LIMIT ?4"
-        )))
-        .bind(app)
-        .bind(chat)
-        .bind(number)
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(store_error("scanning messages"))?;
+        );
+        let rows = self.readers.read("scanning messages", |conn| {
+            all_rows(conn, &sql, (app, chat, number, i64::from(limit)), |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+            })
+        })?;
         rows.into_iter()
-            .map(|(app, chat, number, body, position)| stored_change(app, chat, number, body, position))
+            .map(|(app, chat, number, body, position): (i64, i64, i64, Option<String>, i64)| {
+                stored_change(app, chat, number, body, position)
+            })
             .collect()
     }
 
     async fn idempotency_record(&self, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>> {
         let oldest = Timestamp::now().as_micros() - IdempotencyRecord::RETENTION_MICROS;
-        let row: Option<(String, String, String, i64, String, String, i64)> = query_as(
-            "SELECT scope, key, fingerprint, status, location, body, created_at FROM idempotency_keys \
-             WHERE scope = ?1 AND key = ?2 AND created_at > ?3",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(oldest)
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(store_error("reading an idempotency key"))?;
-        Ok(row.map(|(scope, key, fingerprint, status, location, body, created_at)| IdempotencyRecord {
-            scope,
-            key,
-            fingerprint,
-            status: status as u16,
-            location,
-            body,
-            created_at: Timestamp::from_micros(created_at),
-        }))
+        let sql = "SELECT scope, key, fingerprint, status, location, body, created_at FROM idempotency_keys \
+                   WHERE scope = ?1 AND key = ?2 AND created_at > ?3";
+        self.readers.read("reading an idempotency key", |conn| {
+            one_row(conn, sql, (scope, key, oldest), |row| {
+                Ok(IdempotencyRecord {
+                    scope: row.get(0)?,
+                    key: row.get(1)?,
+                    fingerprint: row.get(2)?,
+                    status: row.get(3)?,
+                    location: row.get(4)?,
+                    body: row.get(5)?,
+                    created_at: Timestamp::from_micros(row.get(6)?),
+                })
+            })
+        })
     }
 
     async fn highest_chat_number(&self, app: AppId) -> Result<Option<u64>> {
-        let n: Option<Option<i64>> = query_scalar(
-            "SELECT (SELECT max(number) FROM chats c WHERE c.application_id = a.id) FROM applications a WHERE a.id = ?1",
-        )
-        .bind(app.0)
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(store_error("reading the highest chat number"))?;
+        let sql = "SELECT (SELECT max(number) FROM chats c WHERE c.application_id = a.id) FROM applications a \
+                   WHERE a.id = ?1";
+        let n = self.readers.read("reading the highest chat number", |conn| {
+            one_row(conn, sql, [app.0], |row| row.get::<_, Option<i64>>(0))
+        })?;
         Ok(n.map(|n| n.unwrap_or(0) as u64))
     }
 
     async fn chat_seed(&self, app: AppId, chat: ChatNumber) -> Result<Option<ChatSeed>> {
-        let seed: Option<(i64, i64)> = query_as(
-            "SELECT coalesce(max(m.number), 0), coalesce(max(m.version), 0) \
-             FROM chats c LEFT JOIN messages m ON m.application_id = c.application_id AND m.chat_number = c.number \
-             WHERE c.application_id = ?1 AND c.number = ?2 AND NOT c.deleted GROUP BY c.number",
-        )
-        .bind(app.0)
-        .bind(chat.as_i64())
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(store_error("reading the highest message number"))?;
+        let sql = "SELECT coalesce(max(m.number), 0), coalesce(max(m.version), 0) \
+                   FROM chats c LEFT JOIN messages m ON m.application_id = c.application_id AND m.chat_number = c.number \
+                   WHERE c.application_id = ?1 AND c.number = ?2 AND NOT c.deleted GROUP BY c.number";
+        let seed = self.readers.read("reading the highest message number", |conn| {
+            one_row(conn, sql, [app.0, chat.as_i64()], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+        })?;
         Ok(seed.map(|(number, version)| ChatSeed {
             highest_message: number as u64,
             highest_version: Version(version as u64),
@@ -527,36 +515,39 @@ impl Store for SqliteStore {
     }
 
     async fn chat_position(&self, app: AppId, chat: ChatNumber) -> Result<Option<ChatPosition>> {
-        let row: Option<(i64, bool)> =
-            query_as("SELECT last_position, deleted FROM chats WHERE application_id = ?1 AND number = ?2")
-                .bind(app.0)
-                .bind(chat.as_i64())
-                .fetch_optional(&self.readers)
-                .await
-                .map_err(store_error("reading a chat's position"))?;
+        let sql = "SELECT last_position, deleted FROM chats WHERE application_id = ?1 AND number = ?2";
+        let row = self.readers.read("reading a chat's position", |conn| {
+            one_row(conn, sql, [app.0, chat.as_i64()], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, bool>(1)?)))
+        })?;
         Ok(row.map(|(position, deleted)| ChatPosition { position: Position(position as u64), deleted }))
     }
 
     async fn chat_positions(&self, chats: &[(AppId, ChatNumber)]) -> Result<Vec<(AppId, ChatNumber, ChatPosition)>> {
-        let mut out = Vec::with_capacity(chats.len());
-        for piece in crate::batch::pieces(chats) {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "SELECT application_id, number, last_position, deleted FROM chats WHERE (application_id, number) IN (VALUES ",
-            );
-            let mut list = qb.separated(", ");
-            for (app, chat) in piece {
-                list.push("(").push_bind_unseparated(app.0).push_unseparated(", ");
-                list.push_bind_unseparated(chat.as_i64()).push_unseparated(")");
+        let sql = |n: usize| {
+            format!(
+                "SELECT application_id, number, last_position, deleted FROM chats \
+                 WHERE (application_id, number) IN (VALUES {})",
+                vec!["(?, ?)"; n].join(", ")
+            )
+        };
+        let mut rows = Vec::with_capacity(chats.len());
+        self.readers.read("reading chats' positions", |conn| {
+            for piece in crate::batch::pieces(chats) {
+                let mut statement = conn.prepare_cached(&sql(piece.len()))?;
+                let params = piece.iter().flat_map(|(app, chat)| [app.0, chat.as_i64()]);
+                let mut found = statement.query(rusqlite::params_from_iter(params))?;
+                while let Some(row) = found.next()? {
+                    rows.push((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get(3)?));
+                }
             }
-            qb.push(")");
-            let rows: Vec<(i64, i64, i64, bool)> =
-                qb.build_query_as().fetch_all(&self.readers).await.map_err(store_error("reading chats' positions"))?;
-            for (app, chat, position, deleted) in rows {
+            Ok(())
+        })?;
+        rows.into_iter()
+            .map(|(app, chat, position, deleted)| {
                 let position = ChatPosition { position: Position(position as u64), deleted };
-                out.push((AppId(app), stored_number(chat, ChatNumber::new)?, position));
-            }
-        }
-        Ok(out)
+                Ok((AppId(app), stored_number(chat, ChatNumber::new)?, position))
+            })
+            .collect()
     }
 
     async fn message_changes(
@@ -566,19 +557,16 @@ impl Store for SqliteStore {
         after: Position,
         limit: u32,
     ) -> Result<Vec<MessageChange>> {
-        let rows: Vec<(i64, i64, Option<String>, i64, i64)> = query_as(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "SELECT position, number, {BODY_OR_NULL}, created_at, updated_at FROM messages \
              WHERE application_id = ?1 AND chat_number = ?2 AND position > ?3 ORDER BY position LIMIT ?4"
-        )))
-        .bind(app.0)
-        .bind(chat.as_i64())
-        .bind(after.as_i64())
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(store_error("reading a chat's changes"))?;
+        );
+        let params = [app.0, chat.as_i64(), after.as_i64(), i64::from(limit)];
+        let rows = self.readers.read("reading a chat's changes", |conn| {
+            all_rows(conn, &sql, params, |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))
+        })?;
         rows.into_iter()
-            .map(|(position, number, body, created_at, updated_at)| {
+            .map(|(position, number, body, created_at, updated_at): (i64, i64, Option<String>, i64, i64)| {
                 let number = stored_number(number, MessageNumber::new)?;
                 let message = body.map(|body| Message {
                     chat_number: chat,

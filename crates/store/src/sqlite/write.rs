@@ -4,20 +4,16 @@
 
 use chatsys_core::ports::{BatchOutcome, Reconciled};
 use chatsys_core::{AppId, AppName, AppToken, IdempotencyRecord, NewApplication, Queued, Result, Timestamp};
-use rusqlite::{Connection, OptionalExtension as _, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
-use super::ApplicationColumns;
 use super::batch::{SqliteBatch, insert_idempotency_records};
+use super::{ApplicationColumns, application_columns};
 use crate::error::sqlite_error;
 
 pub(crate) fn write_batch(conn: &mut Connection, batch: &[Queued]) -> Result<BatchOutcome> {
     let (tx, rev) = SqliteBatch::begin(conn)?;
     // nothing in the SQLite primitives waits: this runs the batch algorithm to its end
     futures::executor::block_on(crate::batch::write(tx, batch, rev))
-}
-
-fn application_columns(row: &Row<'_>) -> rusqlite::Result<ApplicationColumns> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
 }
 
 pub(crate) fn create_application(

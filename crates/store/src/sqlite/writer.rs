@@ -168,10 +168,10 @@ fn open(file: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(file, flags).map_err(sqlite_error("opening the database for writing"))?;
     conn.busy_timeout(super::BUSY_TIMEOUT).map_err(sqlite_error("configuring the writer"))?;
-    // the settings every connection of the store has, then the writer's own cache and
-    // checkpoint (the later setting wins)
-    let mut pragmas: String = super::PRAGMAS.iter().map(|(name, value)| format!("PRAGMA {name} = {value}; ")).collect();
-    pragmas.push_str(&format!("PRAGMA cache_size = {CACHE_KIB}; PRAGMA wal_autocheckpoint = {WAL_RESTART_PAGES};"));
+    let pragmas = super::pragmas(&[
+        ("cache_size", &CACHE_KIB.to_string()),
+        ("wal_autocheckpoint", &WAL_RESTART_PAGES.to_string()),
+    ]);
     conn.execute_batch(&pragmas).map_err(sqlite_error("configuring the writer"))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)

@@ -1,0 +1,80 @@
+//! The connections that read, each read run where it is asked for: on the request's own
+//! thread. A read here is one indexed lookup or one page of rows (at most a list's limit,
+//! 1,000, or the indexer's catch-up page on the indexer's thread), served from SQLite's and
+//! the operating system's caches in microseconds, and in WAL mode it never waits for the
+//! writer. Handing it to another thread would cost more than it takes: through sqlx every
+//! read crossed to a connection thread and every row it returned crossed back, two thirds
+//! of a `GET` message's time and most of a page's.
+//!
+//! The pool holds the connections not in use; a read takes one (opening one when none is
+//! left) and gives it back, so there are about as many as reads at once: the runtime's
+//! threads and the indexer's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chatsys_core::Result;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::sqlite_error;
+
+/// Page cache per reader, in KiB (negative: SQLite's unit for a size): what a reader misses
+/// it finds in the operating system's file cache.
+const CACHE_KIB: i64 = -2048;
+
+/// Connections kept when idle; more are opened under load and closed when given back.
+const KEPT: usize = 8;
+
+/// Prepared statements kept per connection: each read's statement, and the fixed piece
+/// sizes of the reads by many keys (`crate::batch::pieces`).
+const STATEMENT_CACHE: usize = 64;
+
+pub(crate) struct Readers {
+    file: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// Opens the first connection, so that a database that cannot be read fails the start.
+    pub(crate) fn open(file: &Path) -> Result<Self> {
+        let first = open(file)?;
+        Ok(Self { file: file.to_path_buf(), idle: Mutex::new(vec![first]) })
+    }
+
+    /// Runs `read` on a connection of the pool; `context` names it in errors.
+    pub(crate) fn read<T>(
+        &self,
+        context: &'static str,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let taken = self.idle.lock().expect("readers lock").pop();
+        let conn = match taken {
+            Some(conn) => conn,
+            None => open(&self.file)?,
+        };
+        let result = read(&conn).map_err(sqlite_error(context));
+        // a connection whose read failed is dropped: the next read opens a fresh one
+        if result.is_ok() {
+            let mut idle = self.idle.lock().expect("readers lock");
+            if idle.len() < KEPT {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    /// Closes the idle connections (on shutdown).
+    pub(crate) fn close(&self) {
+        self.idle.lock().expect("readers lock").clear();
+    }
+}
+
+fn open(file: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(file, flags).map_err(sqlite_error("opening the database for reading"))?;
+    conn.busy_timeout(super::BUSY_TIMEOUT).map_err(sqlite_error("configuring a reader"))?;
+    let pragmas = super::pragmas(&[("cache_size", &CACHE_KIB.to_string())]);
+    conn.execute_batch(&pragmas).map_err(sqlite_error("configuring a reader"))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
