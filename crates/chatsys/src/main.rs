@@ -1,6 +1,7 @@
 //! `chatsys`: the one binary. `serve` (the default) runs the HTTP API; in embedded mode it
 //! also runs the writer in-process.
 
+mod allocator;
 mod config;
 mod distributed;
 mod wiring;
@@ -34,6 +35,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    allocator::tune();
     let cli = Cli::parse();
     init_logging(cli.config.log_format);
     raise_open_files_limit();
