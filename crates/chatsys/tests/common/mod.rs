@@ -76,6 +76,9 @@ impl Server {
         for (k, v) in env {
             command.env(k, v);
         }
+        // a group of its own, so that dropping the server also ends what a wrapper started
+        // (faketime runs the server as its child: killing faketime alone left it running)
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut child = command.spawn().expect("chatsys starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let (tx, rx) = mpsc::channel();
@@ -183,6 +186,7 @@ impl Client {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(self.pid(), Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
