@@ -34,19 +34,19 @@ impl<'c> SqliteBatch<'c> {
 }
 
 /// `n` groups of `width` placeholders: `(?, ?), (?, ?)`.
-fn groups(n: usize, width: usize) -> String {
+pub(super) fn groups(n: usize, width: usize) -> String {
     let group = format!("({})", vec!["?"; width].join(", "));
     vec![group; n].join(", ")
 }
 
 /// Binds a statement's values in order.
-struct Binder<'s, 'c> {
+pub(super) struct Binder<'s, 'c> {
     statement: &'s mut CachedStatement<'c>,
     next: usize,
 }
 
 impl Binder<'_, '_> {
-    fn put(&mut self, value: impl ToSql) -> rusqlite::Result<&mut Self> {
+    pub(super) fn put(&mut self, value: impl ToSql) -> rusqlite::Result<&mut Self> {
         self.next += 1;
         self.statement.raw_bind_parameter(self.next, value)?;
         Ok(self)
@@ -55,7 +55,7 @@ impl Binder<'_, '_> {
 
 /// Runs `sql` over `items` in pieces of the fixed sizes (`sql(n)`: the statement for `n`
 /// items), each item binding its values; `each_row` takes the rows the statements return.
-fn in_pieces<T>(
+pub(super) fn in_pieces<T>(
     conn: &Connection,
     items: &[T],
     context: &'static str,

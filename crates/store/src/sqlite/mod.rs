@@ -436,24 +436,25 @@ impl Store for SqliteStore {
         chat: ChatNumber,
         numbers: &[MessageNumber],
     ) -> Result<Vec<Message>> {
-        let sql = |n: usize| {
-            format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages \
-                 WHERE application_id = ? AND chat_number = ? AND NOT deleted AND number IN ({})",
-                vec!["?"; n].join(", ")
-            )
-        };
         let mut rows = Vec::with_capacity(numbers.len());
-        self.readers.read("reading messages", |conn| {
-            for piece in crate::batch::pieces(numbers) {
-                let mut statement = conn.prepare_cached(&sql(piece.len()))?;
-                let params = [app.0, chat.as_i64()].into_iter().chain(piece.iter().map(|n| n.as_i64()));
-                let mut found = statement.query(rusqlite::params_from_iter(params))?;
-                while let Some(row) = found.next()? {
+        self.readers.read_with(|conn| {
+            batch::in_pieces(
+                conn,
+                numbers,
+                "reading messages",
+                |n| {
+                    format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM messages \
+                         WHERE (application_id, chat_number, number) IN (VALUES {}) AND NOT deleted",
+                        batch::groups(n, 3)
+                    )
+                },
+                |number, b| b.put(app.0)?.put(chat.as_i64())?.put(number.as_i64()).map(drop),
+                |row| {
                     rows.push(message_columns(row)?);
-                }
-            }
-            Ok(())
+                    Ok(())
+                },
+            )
         })?;
         rows.into_iter().map(message_from).collect()
     }
@@ -527,24 +528,25 @@ impl Store for SqliteStore {
     }
 
     async fn chat_positions(&self, chats: &[(AppId, ChatNumber)]) -> Result<Vec<(AppId, ChatNumber, ChatPosition)>> {
-        let sql = |n: usize| {
-            format!(
-                "SELECT application_id, number, last_position, deleted FROM chats \
-                 WHERE (application_id, number) IN (VALUES {})",
-                vec!["(?, ?)"; n].join(", ")
-            )
-        };
         let mut rows = Vec::with_capacity(chats.len());
-        self.readers.read("reading chats' positions", |conn| {
-            for piece in crate::batch::pieces(chats) {
-                let mut statement = conn.prepare_cached(&sql(piece.len()))?;
-                let params = piece.iter().flat_map(|(app, chat)| [app.0, chat.as_i64()]);
-                let mut found = statement.query(rusqlite::params_from_iter(params))?;
-                while let Some(row) = found.next()? {
+        self.readers.read_with(|conn| {
+            batch::in_pieces(
+                conn,
+                chats,
+                "reading chats' positions",
+                |n| {
+                    format!(
+                        "SELECT application_id, number, last_position, deleted FROM chats \
+                         WHERE (application_id, number) IN (VALUES {})",
+                        batch::groups(n, 2)
+                    )
+                },
+                |(app, chat), b| b.put(app.0)?.put(chat.as_i64()).map(drop),
+                |row| {
                     rows.push((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get(3)?));
-                }
-            }
-            Ok(())
+                    Ok(())
+                },
+            )
         })?;
         rows.into_iter()
             .map(|(app, chat, position, deleted)| {

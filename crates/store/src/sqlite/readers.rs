@@ -47,12 +47,17 @@ impl Readers {
         context: &'static str,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
+        self.read_with(|conn| read(conn).map_err(sqlite_error(context)))
+    }
+
+    /// The same for a read that names its own errors (the batch primitives' `in_pieces`).
+    pub(crate) fn read_with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let taken = self.idle.lock().expect("readers lock").pop();
         let conn = match taken {
             Some(conn) => conn,
             None => open(&self.file)?,
         };
-        let result = read(&conn).map_err(sqlite_error(context));
+        let result = read(&conn);
         // a connection whose read failed is dropped: the next read opens a fresh one
         if result.is_ok() {
             let mut idle = self.idle.lock().expect("readers lock");
