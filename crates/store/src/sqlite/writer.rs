@@ -153,7 +153,7 @@ const CACHE_KIB: i64 = -8192;
 
 /// The writer's last resort: after a commit that leaves the WAL over this many pages (64 MiB
 /// of 4 KiB pages), the writer checkpoints it itself. SQLite starts the WAL over only once
-/// a checkpoint has copied all of it back; the background checkpoints (`super`, every 20 ms
+/// a checkpoint has copied all of it back; the background checkpoints (`super`, every 10 ms
 /// while commits come) usually get there between two commits, but not under creates at full
 /// speed, and without this the WAL grew by about a gigabyte every 15 s. A checkpoint here
 /// holds up the batch whose commit triggered it: at 32 MiB with background checkpoints every
