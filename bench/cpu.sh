@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Where a request's CPU goes: one embedded-mode chatsys (release build), one application with
+# $BENCH_CHATS chats (1,000) and $BENCH_SEED_MESSAGES messages in chat 1 (1,000), then each
+# scenario of bench/wrk.lua for DURATION seconds with wrk; prints the server's CPU time per
+# request, split by thread (tokio-rt-worker: HTTP and handlers; sqlite-writer: batches;
+# sqlx-sqlite-worker: the WAL checkpoints; the search indexer and tantivy's threads).
+#
+#   bench/cpu.sh [DURATION_SECONDS] [CONNECTIONS] [KIND...]
+#     defaults: 10 256 healthz create_chat create_message_spread create_message_hot
+#   BENCH_BINARY=path bench/cpu.sh ...   that binary instead of this checkout's release build
+#
+# The counts come from /proc (utime + stime of every thread), not from a profiler, so the
+# server runs at full speed. Per-request CPU of two builds, or of a scenario against
+# /healthz, is the comparison to make on a shared machine; absolute rates move with it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-10}
+conns=${2:-256}
+shift $(($# < 2 ? $# : 2))
+kinds=("$@")
+[ ${#kinds[@]} -gt 0 ] || kinds=(healthz create_chat create_message_spread create_message_hot)
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+
+[ -n "${BENCH_BINARY:-}" ] || cargo build --release --locked -q
+work=$(mktemp -d)
+source bench/server.sh
+trap 'bench_stop; rm -rf "$work"' EXIT
+bench_start "$work"
+chats=${BENCH_CHATS:-1000}
+messages=${BENCH_SEED_MESSAGES:-1000}
+export TOKEN=$(curl -sf -X POST "$base/applications" -H 'Content-Type: application/json' -d '{"name":"bench"}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+python3 - "$base" "$TOKEN" "$chats" "$messages" <<'PY'
+import concurrent.futures as cf, http.client, json, sys, urllib.parse
+base, token, chats, messages = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+u = urllib.parse.urlsplit(base)
+def post(path, body):
+    c = http.client.HTTPConnection(u.hostname, u.port)
+    c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    r = c.getresponse(); r.read(); assert r.status == 201, r.status
+with cf.ThreadPoolExecutor(16) as ex:
+    list(ex.map(lambda _: post(f"/applications/{token}/chats", {}), range(chats)))
+    list(ex.map(lambda i: post(f"/applications/{token}/chats/1/messages", {"body": f"seed message {i}"}), range(messages)))
+PY
+export CHATS=$chats HOT_CHAT=1 MESSAGES=$messages
+
+# one line per thread: tid, name (digits dropped), CPU ticks so far
+threads() {
+  for t in /proc/"$pid"/task/*; do
+    sed -E 's/^([0-9]+) \((.*)\) (.*)$/\1\t\2\t\3/' "$t/stat" 2>/dev/null || true
+  done | awk -F'\t' '{split($3, f, " "); name = $2; sub(/[0-9#]+$/, "", name); gsub(/ /, "_", name); print $1, name, f[12] + f[13]}'
+}
+
+echo "server CPU per request ($mode mode), ${duration}s per scenario, wrk -c$conns, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+echo "| scenario | req/s | server cores | µs per request | by thread (µs) |"
+echo "| --- | ---: | ---: | ---: | --- |"
+for kind in "${kinds[@]}"; do
+  threads >"$work/before"
+  rps=$(BENCH_KIND=$kind wrk -t2 -c"$conns" -d"${duration}s" -s bench/wrk.lua "$base" | awk '/Requests\/sec/ {print $2}')
+  threads >"$work/after"
+  awk -v kind="$kind" -v rps="$rps" -v secs="$duration" -v hz="$(getconf CLK_TCK)" '
+    FNR == NR { before[$1] = $3; next }
+    { used[$2] += $3 - before[$1]; total += $3 - before[$1] }
+    END {
+      requests = rps * secs
+      line = ""
+      for (name in used) {
+        us = 1e6 * used[name] / hz / requests
+        if (us >= 0.05) line = line sprintf("%s %.1f, ", name, us)
+      }
+      printf "| %s | %.0f | %.2f | %.1f | %s |\n", kind, rps, total / hz / secs, 1e6 * total / hz / requests, substr(line, 1, length(line) - 2)
+    }' "$work/before" "$work/after"
+done
