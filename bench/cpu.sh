@@ -26,23 +26,7 @@ work=$(mktemp -d)
 source bench/server.sh
 trap 'bench_stop; rm -rf "$work"' EXIT
 bench_start "$work"
-chats=${BENCH_CHATS:-1000}
-messages=${BENCH_SEED_MESSAGES:-1000}
-export TOKEN=$(curl -sf -X POST "$base/applications" -H 'Content-Type: application/json' -d '{"name":"bench"}' \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-python3 - "$base" "$TOKEN" "$chats" "$messages" <<'PY'
-import concurrent.futures as cf, http.client, json, sys, urllib.parse
-base, token, chats, messages = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-u = urllib.parse.urlsplit(base)
-def post(path, body):
-    c = http.client.HTTPConnection(u.hostname, u.port)
-    c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
-    r = c.getresponse(); r.read(); assert r.status == 201, r.status
-with cf.ThreadPoolExecutor(16) as ex:
-    list(ex.map(lambda _: post(f"/applications/{token}/chats", {}), range(chats)))
-    list(ex.map(lambda i: post(f"/applications/{token}/chats/1/messages", {"body": f"seed message {i}"}), range(messages)))
-PY
-export CHATS=$chats HOT_CHAT=1 MESSAGES=$messages
+bench_seed "${BENCH_CHATS:-1000}" "${BENCH_SEED_MESSAGES:-1000}"
 
 # one line per thread: tid, name (digits dropped), CPU ticks so far
 threads() {

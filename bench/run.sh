@@ -27,21 +27,7 @@ trap 'bench_stop; rm -rf "$work"' EXIT
 bench_start "$work"
 
 # the data the scenarios use: one application, $chats chats, $seed_messages messages in chat 1
-export TOKEN=$(curl -sf -X POST "$base/applications" -H 'Content-Type: application/json' -d '{"name":"bench"}' \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-python3 - "$base" "$TOKEN" "$chats" "$seed_messages" <<'PY'
-import concurrent.futures as cf, http.client, json, sys, urllib.parse
-base, token, chats, messages = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-u = urllib.parse.urlsplit(base)
-def post(path, body):
-    c = http.client.HTTPConnection(u.hostname, u.port)
-    c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
-    r = c.getresponse(); r.read(); assert r.status == 201, r.status
-with cf.ThreadPoolExecutor(16) as ex:
-    list(ex.map(lambda _: post(f"/applications/{token}/chats", {}), range(chats)))
-    list(ex.map(lambda i: post(f"/applications/{token}/chats/1/messages", {"body": f"seed message {i}"}), range(messages)))
-PY
-export CHATS=$chats HOT_CHAT=1 MESSAGES=$seed_messages
+bench_seed "$chats" "$seed_messages"
 
 # the server's peak resident memory over the whole run (the kernel's high-water mark)
 rss_peak_mib() { awk '/VmHWM/ {printf "%d", $2/1024}' /proc/$pid/status; }

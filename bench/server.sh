@@ -4,6 +4,9 @@
 #                     BENCH_MODE=distributed also a `chatsys worker` on this machine's MariaDB,
 #                     Redis and RabbitMQ, with a database, key prefix and queue of their own.
 #                     Sets $pid, $worker, $name (the database, prefix and queue) and $base.
+#   bench_seed CHATS MESSAGES   the data bench/wrk.lua's scenarios use: one application,
+#                     CHATS chats, MESSAGES messages in chat 1; exports TOKEN, CHATS, HOT_CHAT
+#                     and MESSAGES for wrk.lua.
 #   bench_stop        stops them and removes what distributed mode made.
 mode=${BENCH_MODE:-embedded}
 pid= worker= name=
@@ -40,4 +43,22 @@ bench_stop() {
     redis-cli --scan --pattern "$name:*" | xargs -r redis-cli del >/dev/null
     name=
   fi
+}
+
+bench_seed() {
+  TOKEN=$(curl -sf -X POST "$base/applications" -H 'Content-Type: application/json' -d '{"name":"bench"}' \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  python3 - "$base" "$TOKEN" "$1" "$2" <<'PY'
+import concurrent.futures as cf, http.client, json, sys, urllib.parse
+base, token, chats, messages = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+u = urllib.parse.urlsplit(base)
+def post(path, body):
+    c = http.client.HTTPConnection(u.hostname, u.port)
+    c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    r = c.getresponse(); r.read(); assert r.status == 201, r.status
+with cf.ThreadPoolExecutor(16) as ex:
+    list(ex.map(lambda _: post(f"/applications/{token}/chats", {}), range(chats)))
+    list(ex.map(lambda i: post(f"/applications/{token}/chats/1/messages", {"body": f"seed message {i}"}), range(messages)))
+PY
+  export TOKEN CHATS=$1 HOT_CHAT=1 MESSAGES=$2
 }
