@@ -3,7 +3,7 @@
 # $BENCH_CHATS chats (1,000) and $BENCH_SEED_MESSAGES messages in chat 1 (1,000), then each
 # scenario of bench/wrk.lua for DURATION seconds with wrk; prints the server's CPU time per
 # request, split by thread (tokio-rt-worker: HTTP and handlers; sqlite-writer: batches;
-# sqlx-sqlite-worker: the WAL checkpoints; the search indexer and tantivy's threads).
+# sqlx-sqlite-wor: the WAL checkpoints; the search indexer and tantivy's threads).
 #
 #   bench/cpu.sh [DURATION_SECONDS] [CONNECTIONS] [KIND...]
 #     defaults: 10 256 healthz create_chat create_message_spread create_message_hot

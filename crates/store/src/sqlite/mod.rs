@@ -167,10 +167,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// copies little and often finishes between two commits, and SQLite starts the WAL over at
 /// the next commit, so that the writer need not checkpoint itself (`writer.rs`: a checkpoint
 /// in the writer holds up every create of the batch whose commit triggered it). Otherwise
-/// rarely. Measured after 50 s of creates and reads (a database of some 20 MiB, creates over
-/// 1,000 chats at half the peak rate): p99 8.4-8.7 ms every 10 ms, 9.7-10.0 ms every 20 ms,
-/// 13.9 ms every 100 ms (each checkpoint then ran into the next commits and the WAL grew to
-/// the writer's limit), for about 1 µs more of checkpoint CPU per create than every 20 ms.
+/// rarely. Creates over 1,000 chats at half the peak rate after 50 s of creates and reads (a
+/// database of some 20 MiB): p99 8.4-8.7 ms every 10 ms, 9.7-10.0 ms every 20 ms, for about
+/// 1 µs more of checkpoint CPU per create. After 10 s of creates alone: 8.7-9.1 ms every
+/// 20 ms, 13.9 ms every 100 ms (each checkpoint then ran into the next commits, and the WAL
+/// grew to the writer's own limit).
 const CHECKPOINT_BUSY_INTERVAL: Duration = Duration::from_millis(10);
 const CHECKPOINT_IDLE_INTERVAL: Duration = Duration::from_millis(500);
 
