@@ -19,14 +19,8 @@ conns=${2:-256}
 shift $(($# < 2 ? $# : 2))
 kinds=("$@")
 [ ${#kinds[@]} -gt 0 ] || kinds=(healthz create_chat create_message_spread create_message_hot)
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-
-[ -n "${BENCH_BINARY:-}" ] || cargo build --release --locked -q
-work=$(mktemp -d)
 source bench/server.sh
-trap 'bench_stop; rm -rf "$work"' EXIT
-bench_start "$work"
-bench_seed "${BENCH_CHATS:-1000}" "${BENCH_SEED_MESSAGES:-1000}"
+bench_wrk_server "${BENCH_CHATS:-1000}" "${BENCH_SEED_MESSAGES:-1000}"
 
 # one line per thread: tid, name (digits dropped), CPU ticks so far
 threads() {

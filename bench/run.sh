@@ -18,16 +18,10 @@ conns=${2:-256}
 threads=${BENCH_WRK_THREADS:-2}
 chats=${BENCH_CHATS:-1000}
 seed_messages=${BENCH_SEED_MESSAGES:-1000}
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-
-[ -n "${BENCH_BINARY:-}" ] || cargo build --release --locked -q
-work=$(mktemp -d)
 source bench/server.sh
-trap 'bench_stop; rm -rf "$work"' EXIT
-bench_start "$work"
-
-# the data the scenarios use: one application, $chats chats, $seed_messages messages in chat 1
-bench_seed "$chats" "$seed_messages"
+# a fresh server with the data the scenarios use: one application, $chats chats,
+# $seed_messages messages in chat 1
+bench_wrk_server "$chats" "$seed_messages"
 
 # the server's peak resident memory over the whole run (the kernel's high-water mark)
 rss_peak_mib() { awk '/VmHWM/ {printf "%d", $2/1024}' /proc/$pid/status; }

@@ -7,6 +7,9 @@
 #   bench_seed CHATS MESSAGES   the data bench/wrk.lua's scenarios use: one application,
 #                     CHATS chats, MESSAGES messages in chat 1; exports TOKEN, CHATS, HOT_CHAT
 #                     and MESSAGES for wrk.lua.
+#   bench_wrk_server CHATS MESSAGES   for the wrk scripts (run.sh, cpu.sh): checks for wrk,
+#                     builds the release binary unless BENCH_BINARY names one, starts a server
+#                     in a temporary $work stopped and removed on exit, and seeds it.
 #   bench_stop        stops them and removes what distributed mode made.
 mode=${BENCH_MODE:-embedded}
 pid= worker= name=
@@ -61,4 +64,13 @@ with cf.ThreadPoolExecutor(16) as ex:
     list(ex.map(lambda i: post(f"/applications/{token}/chats/1/messages", {"body": f"seed message {i}"}), range(messages)))
 PY
   export TOKEN CHATS=$1 HOT_CHAT=1 MESSAGES=$2
+}
+
+bench_wrk_server() {
+  command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+  [ -n "${BENCH_BINARY:-}" ] || cargo build --release --locked -q
+  work=$(mktemp -d)
+  trap 'bench_stop; rm -rf "$work"' EXIT
+  bench_start "$work"
+  bench_seed "$1" "$2"
 }
