@@ -20,6 +20,10 @@ RUN mkdir /skeleton && cp Cargo.toml Cargo.lock /skeleton/ \
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+# make: jemalloc, the binary's allocator, is built from source by its crate
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 # The shipped binary carries no debug info and no symbol table: the workspace's release
 # profile keeps line tables (for benchmarks and backtraces on a developer's machine), which
 # would triple the image. These override that profile in this stage only (both builds below).
@@ -28,6 +32,8 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=false \
 # Dependencies first, in a layer of their own, built from the skeleton: changing the code
 # does not rebuild every dependency.
 COPY --from=skeleton /skeleton ./
+# the allocator's settings, compiled into it
+COPY .cargo .cargo
 RUN cargo build --release --locked -p chatsys
 COPY crates crates
 # newer than the stubs' build outputs, so cargo rebuilds our crates (only)

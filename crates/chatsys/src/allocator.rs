@@ -1,31 +1,22 @@
-//! glibc's allocator, set up at start so that memory freed is memory returned.
+//! The process's allocator: jemalloc instead of glibc's malloc, for every allocation, the
+//! C libraries' (SQLite's page caches) included.
 //!
-//! Left alone, glibc raises its threshold for mapping an allocation on its own to the
-//! largest one freed so far (up to 32 MiB, and its heap-trimming threshold to twice that):
-//! after the search indexer's first commit frees its multi-megabyte buffers (a 5 MB
-//! document channel, 1 MiB arena pages), every later one is carved from a heap and stays
-//! there once freed. Through `bench/run.sh`'s create scenarios (256 connections, a fresh
-//! server, 8 s each): peak RSS 77 MiB as glibc comes, 60 MiB with the threshold fixed.
+//! Under create load glibc's `malloc` and `free` took nearly a fifth of the server's CPU
+//! (`docs/benchmarks.md`). Measured on 2026-12-06, in turns with glibc's malloc (its mmap
+//! threshold fixed at 128 KiB, as this module set it before):
+//! - `bench/cpu.sh 8 256`, CPU per request, three runs each: create_chat 36–42 µs against
+//!   46–50, spread 74–80 against 84–105, hot 47–54 against 57–63, `/healthz` 20–21 against
+//!   22–26;
+//! - `bench/run.sh 10 256`, medians of three runs: create_chat 35.3k req/s against 30.1k,
+//!   hot 25.4k against 21.9k, spread 14.7k against 13.9k, list 15.8k against 11.6k, get
+//!   38.1k against 39.3k; peak RSS 61–78 MiB against 73–77.
 //!
-//! Fewer heaps (`M_ARENA_MAX` 2) saved another 3 MiB but cost 15–20 % of the create
-//! throughput (threads waiting for a heap's lock), so glibc keeps its own count.
+//! Its settings are compiled in (`.cargo/config.toml`, `JEMALLOC_SYS_WITH_MALLOC_CONF`):
+//! one arena (`narenas:1`; the threads' own caches spare it most of its lock), thread caches
+//! for small sizes only (`tcache_max:4096`), and freed pages given back to the system
+//! after 200 ms (`dirty_decay_ms`, `muzzy_decay_ms`). With jemalloc's defaults (an arena
+//! per core, freed pages kept for seconds) the bench's peak RSS was 78 MiB in one run.
 
-/// Allocations of this size or more are mapped on their own and unmapped when freed (and,
-/// the threshold being fixed, heaps are trimmed once this much is free at their top, as
-/// glibc does by default).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MAPPED_FROM_BYTES: libc::c_int = 128 * 1024;
-
-/// Applies the setting; called first thing in `main`, before any other thread starts.
-pub fn tune() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only sets the allocator's parameters, which glibc allows at any
-        // time; no pointer is passed and nothing is allocated or freed by the call.
-        #[expect(unsafe_code, reason = "mallopt has no safe wrapper; the one unsafe call of the workspace")]
-        let applied = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MAPPED_FROM_BYTES) };
-        if applied == 0 {
-            eprintln!("warning: glibc refused its mmap threshold; memory use may be higher than documented");
-        }
-    }
-}
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

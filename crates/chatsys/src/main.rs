@@ -35,7 +35,6 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    allocator::tune();
     let cli = Cli::parse();
     init_logging(cli.config.log_format);
     raise_open_files_limit();
