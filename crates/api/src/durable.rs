@@ -5,22 +5,81 @@
 //! in time (a broker that froze after the publish), a tombstone follows the create through
 //! the same queue, so the item never appears after its client was told it failed.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use chatsys_core::ports::Durability;
 use chatsys_core::{Command, Error, Queued, Version};
+use tracing::Instrument as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Submits an edit or a delete, in a task of its own: a client that goes away cannot cut
-/// the submit short, so its outcome is settled either way.
+/// Submits an edit or a delete; a client that goes away cannot cut the submit short, so its
+/// outcome is settled either way.
 pub(crate) async fn change(state: &AppState, queued: impl Into<Queued>) -> Result<(), ApiError> {
     let (state, queued) = (state.clone(), queued.into());
-    tokio::spawn(async move { state.queue.submit(queued).await })
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(ApiError::from)
+    to_the_end(async move { state.queue.submit(queued).await.map_err(ApiError::from) }).await
+}
+
+/// Runs `work` within the request, to its end even if the request is given up (its client
+/// went away, or its time ran out): dropped unfinished, the work goes on in a task of its
+/// own, in the request's span. A number handed out must end as a stored item or a voided
+/// one, never as a silent gap. (A task for every create from the start cost a spawn, a
+/// scheduling round and a wake-up per request.) A panic in `work` answers 500.
+pub(crate) fn to_the_end<T, F>(work: F) -> ToTheEnd<F>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, ApiError>> + Send + 'static,
+{
+    ToTheEnd { work: Some(Box::pin(work)), span: tracing::Span::current() }
+}
+
+pub(crate) struct ToTheEnd<F: Future + Send + 'static> {
+    work: Option<Pin<Box<F>>>,
+    span: tracing::Span,
+}
+
+impl<T, F> Future for ToTheEnd<F>
+where
+    F: Future<Output = Result<T, ApiError>> + Send + 'static,
+{
+    type Output = Result<T, ApiError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(work) = self.work.as_mut() else { return Poll::Ready(Err(ApiError::internal())) };
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx)));
+        let done = match polled {
+            Ok(poll) => ready!(poll),
+            Err(_) => {
+                tracing::error!("a create or change failed (it panicked)");
+                Err(ApiError::internal())
+            }
+        };
+        // finished (or broken by its panic): nothing is left to run on
+        self.work = None;
+        Poll::Ready(done)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for ToTheEnd<F> {
+    fn drop(&mut self) {
+        let Some(work) = self.work.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(
+                runtime.spawn(
+                    async move {
+                        work.await;
+                    }
+                    .instrument(self.span.clone()),
+                ),
+            ),
+            Err(_) => tracing::error!("a create or change given up by its client could not go on: no runtime"),
+        }
+    }
 }
 
 /// After a delete: the idempotency answers kept outside the store for creates at or under

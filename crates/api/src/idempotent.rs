@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use chatsys_core::ports::Claim;
 use chatsys_core::{IdempotencyRecord, Timestamp};
 use sha2::{Digest, Sha256};
-use tracing::Instrument as _;
 
+use crate::durable;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -59,7 +59,8 @@ pub fn keyed(key: Option<String>, request: &[&str]) -> Option<(String, String)> 
     key.map(|key| (key, fingerprint(request)))
 }
 
-/// Runs `create` once per idempotency key (or always, without one), in a task of its own.
+/// Runs `create` once per idempotency key (or always, without one), to its end even if the
+/// client goes away ([`durable::to_the_end`]).
 pub async fn create_once<F, Fut>(
     kind: &'static str,
     state: AppState,
@@ -71,51 +72,44 @@ where
     F: FnOnce(AppState, Option<Pending>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Created, ApiError>> + Send + 'static,
 {
-    let task = tokio::spawn(
-        async move {
-            let Some((key, fingerprint)) = key else {
-                let created = create(state, None).await?;
-                metrics::counter!("chatsys_creates_total", "kind" => kind).increment(1);
-                return Ok(created_response(&created.location, created.body, false));
-            };
-            match state.idempotency.claim(&scope, &key).await? {
-                Claim::Done(record) if record.fingerprint == fingerprint => {
-                    Ok(created_response(&record.location, record.body, true))
-                }
-                Claim::Done(_) => {
-                    Err(ApiError::unprocessable("this Idempotency-Key was already used with a different request body"))
-                }
-                Claim::InFlight => Err(ApiError::conflict(
-                    "a request with this Idempotency-Key is still being processed; retry shortly",
-                )),
-                Claim::Claimed => {
-                    let pending = Pending { scope: scope.clone(), key: key.clone(), fingerprint, at: Timestamp::now() };
-                    match create(state.clone(), Some(pending.clone())).await {
-                        Ok(created) => {
-                            let record = pending.record(&created);
-                            metrics::counter!("chatsys_creates_total", "kind" => kind).increment(1);
-                            if let Err(e) = state.idempotency.complete(&record).await {
-                                // the item exists and its record is stored with it: the client
-                                // gets its 201, a repeat finds the record in the store
-                                tracing::warn!(error = %e, "idempotency key not marked complete");
-                            }
-                            Ok(created_response(&created.location, created.body, false))
+    durable::to_the_end(async move {
+        let Some((key, fingerprint)) = key else {
+            let created = create(state, None).await?;
+            metrics::counter!("chatsys_creates_total", "kind" => kind).increment(1);
+            return Ok(created_response(&created.location, created.body, false));
+        };
+        match state.idempotency.claim(&scope, &key).await? {
+            Claim::Done(record) if record.fingerprint == fingerprint => {
+                Ok(created_response(&record.location, record.body, true))
+            }
+            Claim::Done(_) => {
+                Err(ApiError::unprocessable("this Idempotency-Key was already used with a different request body"))
+            }
+            Claim::InFlight => {
+                Err(ApiError::conflict("a request with this Idempotency-Key is still being processed; retry shortly"))
+            }
+            Claim::Claimed => {
+                let pending = Pending { scope: scope.clone(), key: key.clone(), fingerprint, at: Timestamp::now() };
+                match create(state.clone(), Some(pending.clone())).await {
+                    Ok(created) => {
+                        let record = pending.record(&created);
+                        metrics::counter!("chatsys_creates_total", "kind" => kind).increment(1);
+                        if let Err(e) = state.idempotency.complete(&record).await {
+                            // the item exists and its record is stored with it: the client
+                            // gets its 201, a repeat finds the record in the store
+                            tracing::warn!(error = %e, "idempotency key not marked complete");
                         }
-                        Err(e) => {
-                            state.idempotency.release(&scope, &key).await;
-                            Err(e)
-                        }
+                        Ok(created_response(&created.location, created.body, false))
+                    }
+                    Err(e) => {
+                        state.idempotency.release(&scope, &key).await;
+                        Err(e)
                     }
                 }
             }
         }
-        // the task logs within the request's span
-        .instrument(tracing::Span::current()),
-    );
-    task.await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "create task failed");
-        Err(ApiError::internal())
     })
+    .await
 }
 
 fn created_response(location: &str, body: String, replayed: bool) -> Response {

@@ -1,5 +1,6 @@
 //! When the queue cannot make a create durable: 503 with Retry-After, the number is skipped,
-//! and a skipped chat never comes into being.
+//! and a skipped chat never comes into being. When the client does not wait for the answer:
+//! the create is settled all the same.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +35,34 @@ impl CreateQueue for Outage {
         if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(Error::unavailable("the create queue is down"));
         }
+        self.inner.submit(command).await
+    }
+
+    fn durability(&self) -> Durability {
+        self.inner.durability()
+    }
+
+    async fn backlog(&self) -> Result<u64> {
+        self.inner.backlog().await
+    }
+}
+
+/// The real embedded queue, holding every submit while its gate is closed.
+struct Gate {
+    inner: InProcessQueue,
+    open: tokio::sync::watch::Sender<bool>,
+    held: AtomicUsize,
+}
+
+#[async_trait]
+impl CreateQueue for Gate {
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+
+    async fn submit(&self, command: Queued) -> Result<()> {
+        self.held.fetch_add(1, Ordering::SeqCst);
+        let _ = self.open.subscribe().wait_for(|open| *open).await;
         self.inner.submit(command).await
     }
 
@@ -129,6 +158,59 @@ async fn readiness_names_the_dependency_that_is_down() {
     assert_eq!(headers["content-type"], "application/problem+json");
     assert!(problem["detail"].as_str().unwrap().starts_with("queue"), "{problem}");
     assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK, "the process itself is up");
+}
+
+#[tokio::test]
+async fn a_create_whose_client_goes_away_midway_is_stored_all_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let (queue, source) = in_process::channel(100, Duration::from_secs(1));
+    tokio::spawn(
+        Consumer::new(
+            Box::new(source),
+            store.clone(),
+            BatchConfig { max_commands: 1000, linger: std::time::Duration::from_micros(500) },
+        )
+        .run(),
+    );
+    let gate = Arc::new(Gate { inner: queue, open: tokio::sync::watch::Sender::new(true), held: AtomicUsize::new(0) });
+    let app = router(AppState::new(services(store.clone(), gate.clone())));
+    let (_, _, a) = call(&app, "POST", "/applications", Some(json!({"name": "x"}))).await;
+    let chats = format!("/applications/{}/chats", a["token"].as_str().unwrap());
+    assert_eq!(call(&app, "POST", &chats, None).await.2["number"], 1);
+    let messages = format!("{chats}/1/messages");
+
+    // the client leaves while its message waits for the queue (number 1 is handed out)
+    gate.open.send_replace(false);
+    let held = gate.held.load(Ordering::SeqCst);
+    let request = tokio::spawn({
+        let (app, messages) = (app.clone(), messages.clone());
+        async move { call(&app, "POST", &messages, Some(json!({"body": "nobody waits for me"}))).await }
+    });
+    for _ in 0..500 {
+        if gate.held.load(Ordering::SeqCst) > held {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gate.held.load(Ordering::SeqCst), held + 1, "the create reached the queue");
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled());
+    gate.open.send_replace(true);
+
+    // its number ends as a stored message, not as a gap nobody settles
+    let mut stored = None;
+    for _ in 0..500 {
+        let (status, _, m) = call(&app, "GET", &format!("{messages}/1"), None).await;
+        if status == StatusCode::OK {
+            stored = Some(m);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(stored.expect("message 1 is stored")["body"], "nobody waits for me");
+    let (status, _, m) = call(&app, "POST", &messages, Some(json!({"body": "next"}))).await;
+    assert_eq!((status, m["number"].as_u64()), (StatusCode::CREATED, Some(2)));
 }
 
 /// The embedded services around `store`, with `queue` as the create queue.
