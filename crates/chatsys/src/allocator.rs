@@ -1,15 +1,15 @@
-//! The process's allocator: jemalloc instead of glibc's malloc, for every allocation, the
-//! C libraries' (SQLite's page caches) included.
+//! The allocator of Rust's allocations: jemalloc instead of glibc's malloc. C libraries
+//! (SQLite) keep glibc's `malloc`: a jemalloc that takes over `malloc` itself deadlocks at
+//! start under a preloaded library that allocates while jemalloc initialises (libfaketime,
+//! which the clock-skew tests run the server under).
 //!
 //! Under create load glibc's `malloc` and `free` took nearly a fifth of the server's CPU
-//! (`docs/benchmarks.md`). Measured on 2026-12-06, in turns with glibc's malloc (its mmap
-//! threshold fixed at 128 KiB, as this module set it before):
-//! - `bench/cpu.sh 8 256`, CPU per request, three runs each: create_chat 36–42 µs against
-//!   46–50, spread 74–80 against 84–105, hot 47–54 against 57–63, `/healthz` 20–21 against
-//!   22–26;
-//! - `bench/run.sh 10 256`, medians of three runs: create_chat 35.3k req/s against 30.1k,
-//!   hot 25.4k against 21.9k, spread 14.7k against 13.9k, list 15.8k against 11.6k, get
-//!   38.1k against 39.3k; peak RSS 61–78 MiB against 73–77.
+//! (`docs/benchmarks.md`). CPU per request with jemalloc, measured with `bench/cpu.sh 8 256`
+//! on 2026-12-06, three runs in turns with glibc's malloc (its mmap threshold fixed at
+//! 128 KiB, as this module set it before), µs: create_chat 40–63 against 50–78, spread
+//! 88–110 against 117–121, hot 52–58 against 75–87, get 31–38 against 36–46, list 115–125
+//! against 125–159, `/healthz` 22–27 against 22–36 (a noisy machine: compare within a
+//! run).
 //!
 //! Its settings are compiled in (`.cargo/config.toml`, `JEMALLOC_SYS_WITH_MALLOC_CONF`):
 //! one arena (`narenas:1`; the threads' own caches spare it most of its lock), thread caches
