@@ -19,14 +19,28 @@ use chatsys_worker::{BatchConfig, Consumer};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-/// The real embedded queue, made to fail its next `failures` submits as a broker outage would.
-struct Outage {
+/// The real embedded queue, made to fail its next `failures` submits as a broker outage
+/// would, and to hold every submit while its gate is closed (counting those it held).
+struct Faulty {
     inner: InProcessQueue,
     failures: AtomicUsize,
+    open: tokio::sync::watch::Sender<bool>,
+    held: AtomicUsize,
+}
+
+impl Faulty {
+    fn new(inner: InProcessQueue) -> Self {
+        Self {
+            inner,
+            failures: AtomicUsize::new(0),
+            open: tokio::sync::watch::Sender::new(true),
+            held: AtomicUsize::new(0),
+        }
+    }
 }
 
 #[async_trait]
-impl CreateQueue for Outage {
+impl CreateQueue for Faulty {
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
@@ -35,32 +49,6 @@ impl CreateQueue for Outage {
         if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(Error::unavailable("the create queue is down"));
         }
-        self.inner.submit(command).await
-    }
-
-    fn durability(&self) -> Durability {
-        self.inner.durability()
-    }
-
-    async fn backlog(&self) -> Result<u64> {
-        self.inner.backlog().await
-    }
-}
-
-/// The real embedded queue, holding every submit while its gate is closed.
-struct Gate {
-    inner: InProcessQueue,
-    open: tokio::sync::watch::Sender<bool>,
-    held: AtomicUsize,
-}
-
-#[async_trait]
-impl CreateQueue for Gate {
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
-    }
-
-    async fn submit(&self, command: Queued) -> Result<()> {
         self.held.fetch_add(1, Ordering::SeqCst);
         let _ = self.open.subscribe().wait_for(|open| *open).await;
         self.inner.submit(command).await
@@ -98,17 +86,8 @@ async fn call(
 #[tokio::test]
 async fn a_create_that_cannot_be_made_durable_answers_503_and_its_chat_never_exists() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-    let (queue, source) = in_process::channel(100, Duration::from_secs(1));
-    tokio::spawn(
-        Consumer::new(
-            Box::new(source),
-            store.clone(),
-            BatchConfig { max_commands: 1000, linger: std::time::Duration::from_micros(500) },
-        )
-        .run(),
-    );
-    let outage = Arc::new(Outage { inner: queue, failures: AtomicUsize::new(0) });
+    let (store, queue) = embedded(dir.path()).await;
+    let outage = Arc::new(Faulty::new(queue));
     let app = router(AppState::new(services(store.clone(), outage.clone())));
 
     let (status, _, a) = call(&app, "POST", "/applications", Some(json!({"name": "x"}))).await;
@@ -163,17 +142,8 @@ async fn readiness_names_the_dependency_that_is_down() {
 #[tokio::test]
 async fn a_create_whose_client_goes_away_midway_is_stored_all_the_same() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-    let (queue, source) = in_process::channel(100, Duration::from_secs(1));
-    tokio::spawn(
-        Consumer::new(
-            Box::new(source),
-            store.clone(),
-            BatchConfig { max_commands: 1000, linger: std::time::Duration::from_micros(500) },
-        )
-        .run(),
-    );
-    let gate = Arc::new(Gate { inner: queue, open: tokio::sync::watch::Sender::new(true), held: AtomicUsize::new(0) });
+    let (store, queue) = embedded(dir.path()).await;
+    let gate = Arc::new(Faulty::new(queue));
     let app = router(AppState::new(services(store.clone(), gate.clone())));
     let (_, _, a) = call(&app, "POST", "/applications", Some(json!({"name": "x"}))).await;
     let chats = format!("/applications/{}/chats", a["token"].as_str().unwrap());
@@ -211,6 +181,15 @@ async fn a_create_whose_client_goes_away_midway_is_stored_all_the_same() {
     assert_eq!(stored.expect("message 1 is stored")["body"], "nobody waits for me");
     let (status, _, m) = call(&app, "POST", &messages, Some(json!({"body": "next"}))).await;
     assert_eq!((status, m["number"].as_u64()), (StatusCode::CREATED, Some(2)));
+}
+
+/// The embedded store in `dir`, and its queue with the writer consuming it.
+async fn embedded(dir: &std::path::Path) -> (Arc<SqliteStore>, InProcessQueue) {
+    let store = Arc::new(SqliteStore::open(dir).await.unwrap());
+    let (queue, source) = in_process::channel(100, Duration::from_secs(1));
+    let batches = BatchConfig { max_commands: 1000, linger: Duration::from_micros(500) };
+    tokio::spawn(Consumer::new(Box::new(source), store.clone(), batches).run());
+    (store, queue)
 }
 
 /// The embedded services around `store`, with `queue` as the create queue.
