@@ -6,6 +6,7 @@ use chatsys_core::{AppName, AppToken, NewApplication, Timestamp};
 
 use super::{page_response, to_json};
 use crate::cursor::{Cursor, wrong_list};
+use crate::durable;
 use crate::error::ApiError;
 use crate::extract::{IdempotencyKey, JsonBody, Paging, Segments};
 use crate::idempotent::{Created, create_once, keyed};
@@ -173,11 +174,9 @@ pub async fn update(
 pub async fn delete(State(state): State<AppState>, Segments(token): Segments<String>) -> Result<Response, ApiError> {
     let app = state.app_id(&token).await?;
     let token = AppToken::parse(&token).map_err(|_| unknown_application())?;
-    // in a task of its own: a client that goes away does not leave it half done
+    // to its end: a client that goes away does not leave it half done
     let erasing = state.clone();
-    tokio::spawn(async move { erasing.erase_application(app, &token).await })
-        .await
-        .map_err(|_| ApiError::internal())??;
+    durable::to_the_end(async move { erasing.erase_application(app, &token).await }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
