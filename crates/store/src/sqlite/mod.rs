@@ -148,9 +148,10 @@ const PRAGMAS: [(&str, &str); 7] = [
     ("journal_size_limit", "67108864"),
     // deleted content is overwritten with zeros, not left in free space
     ("secure_delete", "on"),
-    // a multi-row statement keeps the pages it changes in a statement journal, in case it
-    // fails half-way: in memory, not in a temporary file (writing that file was 8 % of the
-    // server's CPU under creates spread over many chats)
+    // a statement that changes many rows (erasing a chat) keeps the pages it changes in a
+    // statement journal, in case it fails half-way: in memory, not in a temporary file
+    // (writing that file was 8 % of the server's CPU under creates spread over many chats,
+    // when the batch's inserts were multi-row statements)
     ("temp_store", "MEMORY"),
 ];
 
@@ -442,7 +443,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Message>> {
         let mut rows = Vec::with_capacity(numbers.len());
         self.readers.read_with(|conn| {
-            batch::in_pieces(
+            readers::in_pieces(
                 conn,
                 numbers,
                 "reading messages",
@@ -450,7 +451,7 @@ impl Store for SqliteStore {
                     format!(
                         "SELECT {MESSAGE_COLUMNS} FROM messages \
                          WHERE (application_id, chat_number, number) IN (VALUES {}) AND NOT deleted",
-                        batch::groups(n, 3)
+                        readers::groups(n, 3)
                     )
                 },
                 |number, b| b.put(app.0)?.put(chat.as_i64())?.put(number.as_i64()).map(drop),
@@ -534,7 +535,7 @@ impl Store for SqliteStore {
     async fn chat_positions(&self, chats: &[(AppId, ChatNumber)]) -> Result<Vec<(AppId, ChatNumber, ChatPosition)>> {
         let mut rows = Vec::with_capacity(chats.len());
         self.readers.read_with(|conn| {
-            batch::in_pieces(
+            readers::in_pieces(
                 conn,
                 chats,
                 "reading chats' positions",
@@ -542,7 +543,7 @@ impl Store for SqliteStore {
                     format!(
                         "SELECT application_id, number, last_position, deleted FROM chats \
                          WHERE (application_id, number) IN (VALUES {})",
-                        batch::groups(n, 2)
+                        readers::groups(n, 2)
                     )
                 },
                 |(app, chat), b| b.put(app.0)?.put(chat.as_i64()).map(drop),

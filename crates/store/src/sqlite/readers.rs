@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chatsys_core::Result;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::types::ToSql;
+use rusqlite::{CachedStatement, Connection, OpenFlags, Row};
 
+use crate::batch::pieces;
 use crate::error::sqlite_error;
 
 /// Page cache per reader, in KiB (negative: SQLite's unit for a size): what a reader misses
@@ -50,7 +52,7 @@ impl Readers {
         self.read_with(|conn| read(conn).map_err(sqlite_error(context)))
     }
 
-    /// The same for a read that names its own errors (the batch primitives' `in_pieces`).
+    /// The same for a read that names its own errors (`in_pieces`, below).
     pub(crate) fn read_with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let taken = self.idle.lock().expect("readers lock").pop();
         let conn = match taken {
@@ -82,4 +84,53 @@ fn open(file: &Path) -> Result<Connection> {
     conn.execute_batch(&pragmas).map_err(sqlite_error("configuring a reader"))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// For the reads by many keys (a statement per piece of the fixed sizes, with the keys in
+/// its `IN (…)`): `n` groups of `width` placeholders: `(?, ?), (?, ?)`.
+pub(super) fn groups(n: usize, width: usize) -> String {
+    let group = format!("({})", vec!["?"; width].join(", "));
+    vec![group; n].join(", ")
+}
+
+/// Binds a statement's values in order.
+pub(super) struct Binder<'s, 'c> {
+    statement: &'s mut CachedStatement<'c>,
+    next: usize,
+}
+
+impl Binder<'_, '_> {
+    pub(super) fn put(&mut self, value: impl ToSql) -> rusqlite::Result<&mut Self> {
+        self.next += 1;
+        self.statement.raw_bind_parameter(self.next, value)?;
+        Ok(self)
+    }
+}
+
+/// Runs `sql` over `items` in pieces of the fixed sizes (`sql(n)`: the statement for `n`
+/// items), each item binding its values; `each_row` takes the rows the statements return.
+pub(super) fn in_pieces<T>(
+    conn: &Connection,
+    items: &[T],
+    context: &'static str,
+    sql: impl Fn(usize) -> String,
+    bind: impl Fn(&T, &mut Binder) -> rusqlite::Result<()>,
+    mut each_row: impl FnMut(&Row<'_>) -> rusqlite::Result<()>,
+) -> Result<()> {
+    for piece in pieces(items) {
+        let mut run = || -> rusqlite::Result<()> {
+            let mut statement = conn.prepare_cached(&sql(piece.len()))?;
+            let mut binder = Binder { statement: &mut statement, next: 0 };
+            for item in piece {
+                bind(item, &mut binder)?;
+            }
+            let mut rows = statement.raw_query();
+            while let Some(row) = rows.next()? {
+                each_row(row)?;
+            }
+            Ok(())
+        };
+        run().map_err(sqlite_error(context))?;
+    }
+    Ok(())
 }

@@ -160,8 +160,8 @@ const CACHE_KIB: i64 = -8192;
 /// 500 ms, the p99 of creates at half the peak rate was 20–25 ms, against 9.8 ms now.
 const WAL_RESTART_PAGES: i64 = 16384;
 
-/// Prepared statements kept per connection: every statement of the batch primitives in
-/// every size they come in (`crate::batch::pieces`), with room to spare.
+/// Prepared statements kept per connection: every statement of the batch primitives and
+/// of the other writes, with room to spare.
 const STATEMENT_CACHE: usize = 128;
 
 fn open(file: &Path) -> Result<Connection> {
