@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use chatsys_core::{IdempotencyRecord, Result, Timestamp};
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::{Connection, OptionalExtension as _, Params, Row, params};
 
 use crate::batch::{BatchTx, ChatKey, ChatRow, MessageKey, MessageRow};
 use crate::error::sqlite_error;
@@ -38,33 +38,39 @@ impl<'c> SqliteBatch<'c> {
     }
 }
 
+/// Runs the one-row statement `sql` for each key (its parameters): the rows that exist.
+fn rows_by_key<K: Params + Copy, R>(
+    conn: &Connection,
+    keys: &[K],
+    context: &'static str,
+    sql: &str,
+    row: impl Fn(&Row<'_>) -> rusqlite::Result<R>,
+) -> Result<Vec<(K, R)>> {
+    let read = || -> rusqlite::Result<Vec<(K, R)>> {
+        let mut statement = conn.prepare_cached(sql)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.extend(statement.query_row(*key, &row).optional()?.map(|found| (*key, found)));
+        }
+        Ok(out)
+    };
+    read().map_err(sqlite_error(context))
+}
+
 #[async_trait]
 impl BatchTx for SqliteBatch<'_> {
     async fn lock_chats(&mut self, keys: &[ChatKey]) -> Result<Vec<(ChatKey, ChatRow)>> {
-        let mut out = Vec::with_capacity(keys.len());
-        let mut read = || -> rusqlite::Result<()> {
-            let mut statement = self.conn.prepare_cached(
-                "SELECT last_position, messages_count, deleted, created_at, updated_at FROM chats \
-                 WHERE application_id = ?1 AND number = ?2",
-            )?;
-            for key in keys {
-                let chat = statement
-                    .query_row(*key, |row| {
-                        Ok(ChatRow {
-                            last_position: row.get(0)?,
-                            messages_count: row.get(1)?,
-                            deleted: row.get(2)?,
-                            created_at: Timestamp::from_micros(row.get(3)?),
-                            updated_at: Timestamp::from_micros(row.get(4)?),
-                        })
-                    })
-                    .optional()?;
-                out.extend(chat.map(|chat| (*key, chat)));
-            }
-            Ok(())
-        };
-        read().map_err(sqlite_error("reading chats"))?;
-        Ok(out)
+        let sql = "SELECT last_position, messages_count, deleted, created_at, updated_at FROM chats \
+                   WHERE application_id = ?1 AND number = ?2";
+        rows_by_key(self.conn, keys, "reading chats", sql, |row| {
+            Ok(ChatRow {
+                last_position: row.get(0)?,
+                messages_count: row.get(1)?,
+                deleted: row.get(2)?,
+                created_at: Timestamp::from_micros(row.get(3)?),
+                updated_at: Timestamp::from_micros(row.get(4)?),
+            })
+        })
     }
 
     async fn lock_applications(&mut self, apps: &[i64]) -> Result<BTreeSet<i64>> {
@@ -103,30 +109,17 @@ impl BatchTx for SqliteBatch<'_> {
     }
 
     async fn messages(&mut self, keys: &[MessageKey]) -> Result<Vec<(MessageKey, MessageRow)>> {
-        let mut out = Vec::new();
-        let mut read = || -> rusqlite::Result<()> {
-            let mut statement = self.conn.prepare_cached(
-                "SELECT CASE WHEN deleted THEN NULL ELSE body END, version, position, created_at, updated_at \
-                 FROM messages WHERE application_id = ?1 AND chat_number = ?2 AND number = ?3",
-            )?;
-            for key in keys {
-                let message = statement
-                    .query_row(*key, |row| {
-                        Ok(MessageRow {
-                            body: row.get(0)?,
-                            version: row.get(1)?,
-                            position: row.get(2)?,
-                            created_at: Timestamp::from_micros(row.get(3)?),
-                            updated_at: Timestamp::from_micros(row.get(4)?),
-                        })
-                    })
-                    .optional()?;
-                out.extend(message.map(|message| (*key, message)));
-            }
-            Ok(())
-        };
-        read().map_err(sqlite_error("reading messages"))?;
-        Ok(out)
+        let sql = "SELECT CASE WHEN deleted THEN NULL ELSE body END, version, position, created_at, updated_at \
+                   FROM messages WHERE application_id = ?1 AND chat_number = ?2 AND number = ?3";
+        rows_by_key(self.conn, keys, "reading messages", sql, |row| {
+            Ok(MessageRow {
+                body: row.get(0)?,
+                version: row.get(1)?,
+                position: row.get(2)?,
+                created_at: Timestamp::from_micros(row.get(3)?),
+                updated_at: Timestamp::from_micros(row.get(4)?),
+            })
+        })
     }
 
     async fn insert_messages(&mut self, rows: &[(MessageKey, MessageRow)]) -> Result<()> {
