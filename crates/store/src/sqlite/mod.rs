@@ -148,10 +148,10 @@ const PRAGMAS: [(&str, &str); 7] = [
     ("journal_size_limit", "67108864"),
     // deleted content is overwritten with zeros, not left in free space
     ("secure_delete", "on"),
-    // a statement that changes many rows (erasing a chat) keeps the pages it changes in a
-    // statement journal, in case it fails half-way: in memory, not in a temporary file
-    // (writing that file was 8 % of the server's CPU under creates spread over many chats,
-    // when the batch's inserts were multi-row statements)
+    // a statement that changes many rows and may fail half-way (the recount) keeps the
+    // pages it changes in a statement journal: in memory, not in a temporary file (writing
+    // that file was 8 % of the server's CPU under creates spread over many chats, when the
+    // batch's inserts were multi-row statements)
     ("temp_store", "MEMORY"),
 ];
 
