@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use chatsys_core::{IdempotencyRecord, Result, Timestamp};
-use rusqlite::{Connection, OptionalExtension as _, Params, Row, params};
+use rusqlite::{Connection, OptionalExtension as _, Params, Row};
 
 use crate::batch::{BatchTx, ChatKey, ChatRow, MessageKey, MessageRow};
 use crate::error::sqlite_error;
@@ -57,6 +57,39 @@ fn rows_by_key<K: Params + Copy, R>(
     read().map_err(sqlite_error(context))
 }
 
+/// Runs the one-row statement `sql` once for each item, with the parameters `values` makes
+/// of it; `changed` learns how many rows each run changed.
+fn execute_each<'a, T, P: Params>(
+    conn: &Connection,
+    context: &'static str,
+    sql: &str,
+    items: &'a [T],
+    values: impl Fn(&'a T) -> P,
+    mut changed: impl FnMut(&'a T, usize),
+) -> Result<()> {
+    let mut write = || -> rusqlite::Result<()> {
+        let mut statement = conn.prepare_cached(sql)?;
+        for item in items {
+            changed(item, statement.execute(values(item))?);
+        }
+        Ok(())
+    };
+    write().map_err(sqlite_error(context))
+}
+
+/// A message row's parameters, for its insert and its update alike: the key (?1–?3), then
+/// body, version, position, deleted, created_at, updated_at and the batch (?4–?10).
+type MessageValues<'r> = (i64, i64, i64, &'r str, i64, i64, bool, i64, i64, i64);
+
+fn message_values(((app, chat, number), row): &(MessageKey, MessageRow), rev: i64) -> MessageValues<'_> {
+    let body = row.body.as_deref().unwrap_or_default();
+    let (created, updated) = (row.created_at.as_micros(), row.updated_at.as_micros());
+    (*app, *chat, *number, body, row.version, row.position, row.body.is_none(), created, updated, rev)
+}
+
+/// For a statement whose change count tells nothing the batch needs.
+fn unchanged<T>(_: &T, _: usize) {}
+
 #[async_trait]
 impl BatchTx for SqliteBatch<'_> {
     async fn lock_chats(&mut self, keys: &[ChatKey]) -> Result<Vec<(ChatKey, ChatRow)>> {
@@ -90,21 +123,23 @@ impl BatchTx for SqliteBatch<'_> {
 
     async fn insert_chats(&mut self, rows: &[(ChatKey, ChatRow)]) -> Result<BTreeSet<ChatKey>> {
         let mut inserted = BTreeSet::new();
-        let mut write = || -> rusqlite::Result<()> {
-            let mut statement = self.conn.prepare_cached(
-                "INSERT INTO chats (application_id, number, messages_count, last_position, deleted, created_at, \
-                 updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-            )?;
-            for ((app, number), row) in rows {
+        let sql = "INSERT INTO chats (application_id, number, messages_count, last_position, deleted, created_at, \
+                   updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING";
+        execute_each(
+            self.conn,
+            "inserting chats",
+            sql,
+            rows,
+            |((app, number), row)| {
                 let (created, updated) = (row.created_at.as_micros(), row.updated_at.as_micros());
-                let values = params![app, number, row.messages_count, row.last_position, row.deleted, created, updated];
-                if statement.execute(values)? == 1 {
-                    inserted.insert((*app, *number));
+                (app, number, row.messages_count, row.last_position, row.deleted, created, updated)
+            },
+            |(key, _), changed| {
+                if changed == 1 {
+                    inserted.insert(*key);
                 }
-            }
-            Ok(())
-        };
-        write().map_err(sqlite_error("inserting chats"))?;
+            },
+        )?;
         Ok(inserted)
     }
 
@@ -123,102 +158,46 @@ impl BatchTx for SqliteBatch<'_> {
     }
 
     async fn insert_messages(&mut self, rows: &[(MessageKey, MessageRow)]) -> Result<()> {
-        let write = || -> rusqlite::Result<()> {
-            let mut statement = self.conn.prepare_cached(
-                "INSERT INTO messages (application_id, chat_number, number, body, version, position, deleted, \
-                 created_at, updated_at, rev) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?;
-            for ((app, chat, number), row) in rows {
-                statement.execute(params![
-                    app,
-                    chat,
-                    number,
-                    row.body.as_deref().unwrap_or_default(),
-                    row.version,
-                    row.position,
-                    row.body.is_none(),
-                    row.created_at.as_micros(),
-                    row.updated_at.as_micros(),
-                    self.rev,
-                ])?;
-            }
-            Ok(())
-        };
-        write().map_err(sqlite_error("inserting messages"))
+        let sql = "INSERT INTO messages (application_id, chat_number, number, body, version, position, deleted, \
+                   created_at, updated_at, rev) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+        let rev = self.rev;
+        execute_each(self.conn, "inserting messages", sql, rows, |message| message_values(message, rev), unchanged)
     }
 
     async fn update_messages(&mut self, rows: &[(MessageKey, MessageRow)]) -> Result<()> {
-        let write = || -> rusqlite::Result<()> {
-            let mut statement = self.conn.prepare_cached(
-                "UPDATE messages SET body = ?1, version = ?2, position = ?3, deleted = ?4, created_at = ?5, \
-                 updated_at = ?6, rev = ?7 WHERE application_id = ?8 AND chat_number = ?9 AND number = ?10",
-            )?;
-            for ((app, chat, number), row) in rows {
-                statement.execute(params![
-                    row.body.as_deref().unwrap_or_default(),
-                    row.version,
-                    row.position,
-                    row.body.is_none(),
-                    row.created_at.as_micros(),
-                    row.updated_at.as_micros(),
-                    self.rev,
-                    app,
-                    chat,
-                    number,
-                ])?;
-            }
-            Ok(())
-        };
-        write().map_err(sqlite_error("updating messages"))
+        let sql = "UPDATE messages SET body = ?4, version = ?5, position = ?6, deleted = ?7, created_at = ?8, \
+                   updated_at = ?9, rev = ?10 WHERE application_id = ?1 AND chat_number = ?2 AND number = ?3";
+        let rev = self.rev;
+        execute_each(self.conn, "updating messages", sql, rows, |message| message_values(message, rev), unchanged)
     }
 
     async fn erase_messages(&mut self, chats: &[ChatKey]) -> Result<()> {
-        for (app, chat) in chats {
-            self.conn
-                .prepare_cached("DELETE FROM messages WHERE application_id = ?1 AND chat_number = ?2")
-                .and_then(|mut s| s.execute([app, chat]))
-                .map_err(sqlite_error("erasing messages"))?;
-            self.conn
-                .prepare_cached("INSERT INTO erasures (rev, application_id, chat_number) VALUES (?1, ?2, ?3)")
-                .and_then(|mut s| s.execute([&self.rev, app, chat]))
-                .map_err(sqlite_error("recording an erasure"))?;
-        }
-        Ok(())
+        let sql = "DELETE FROM messages WHERE application_id = ?1 AND chat_number = ?2";
+        execute_each(self.conn, "erasing messages", sql, chats, |key| *key, unchanged)?;
+        let sql = "INSERT INTO erasures (rev, application_id, chat_number) VALUES (?1, ?2, ?3)";
+        let rev = self.rev;
+        execute_each(self.conn, "recording an erasure", sql, chats, |(app, chat)| (rev, *app, *chat), unchanged)
     }
 
     async fn update_chats(&mut self, rows: &[(ChatKey, ChatRow)]) -> Result<()> {
-        let write = || -> rusqlite::Result<()> {
-            let mut statement = self.conn.prepare_cached(
-                "UPDATE chats SET last_position = ?3, messages_count = ?4, deleted = ?5, created_at = ?6, \
-                 updated_at = ?7 WHERE application_id = ?1 AND number = ?2",
-            )?;
-            for ((app, number), row) in rows {
+        let sql = "UPDATE chats SET last_position = ?3, messages_count = ?4, deleted = ?5, created_at = ?6, \
+                   updated_at = ?7 WHERE application_id = ?1 AND number = ?2";
+        execute_each(
+            self.conn,
+            "updating chats",
+            sql,
+            rows,
+            |((app, number), row)| {
                 let (created, updated) = (row.created_at.as_micros(), row.updated_at.as_micros());
-                statement.execute(params![
-                    app,
-                    number,
-                    row.last_position,
-                    row.messages_count,
-                    row.deleted,
-                    created,
-                    updated
-                ])?;
-            }
-            Ok(())
-        };
-        write().map_err(sqlite_error("updating chats"))
+                (*app, *number, row.last_position, row.messages_count, row.deleted, created, updated)
+            },
+            unchanged,
+        )
     }
 
     async fn add_chats_counts(&mut self, deltas: &[(i64, i64)]) -> Result<()> {
-        let write = || -> rusqlite::Result<()> {
-            let mut statement =
-                self.conn.prepare_cached("UPDATE applications SET chats_count = chats_count + ?2 WHERE id = ?1")?;
-            for delta in deltas {
-                statement.execute(*delta)?;
-            }
-            Ok(())
-        };
-        write().map_err(sqlite_error("updating counts"))
+        let sql = "UPDATE applications SET chats_count = chats_count + ?2 WHERE id = ?1";
+        execute_each(self.conn, "updating counts", sql, deltas, |delta| *delta, unchanged)
     }
 
     async fn insert_idempotency_records(&mut self, records: &[IdempotencyRecord]) -> Result<()> {
@@ -226,16 +205,8 @@ impl BatchTx for SqliteBatch<'_> {
     }
 
     async fn erase_answers(&mut self, paths: &[String]) -> Result<()> {
-        for path in paths {
-            self.conn
-                .prepare_cached(
-                    "DELETE FROM idempotency_keys \
-                     WHERE location = ?1 OR substr(location, 1, length(?1) + 1) = ?1 || '/'",
-                )
-                .and_then(|mut s| s.execute([path]))
-                .map_err(sqlite_error("erasing idempotency records"))?;
-        }
-        Ok(())
+        let sql = "DELETE FROM idempotency_keys WHERE location = ?1 OR substr(location, 1, length(?1) + 1) = ?1 || '/'";
+        execute_each(self.conn, "erasing idempotency records", sql, paths, |path| [path], unchanged)
     }
 
     async fn commit(self) -> Result<()> {
@@ -245,27 +216,18 @@ impl BatchTx for SqliteBatch<'_> {
 
 /// Records answered idempotent creates; a record past its retention is replaced.
 pub(crate) fn insert_idempotency_records(conn: &Connection, records: &[IdempotencyRecord]) -> Result<()> {
-    let write = || -> rusqlite::Result<()> {
-        let mut statement = conn.prepare_cached(
-            "INSERT INTO idempotency_keys (scope, key, fingerprint, status, location, body, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (scope, key) DO UPDATE SET \
-             fingerprint = excluded.fingerprint, status = excluded.status, location = excluded.location, \
-             body = excluded.body, created_at = excluded.created_at \
-             WHERE idempotency_keys.created_at <= excluded.created_at - ?8",
-        )?;
-        for r in records {
-            statement.execute(params![
-                r.scope,
-                r.key,
-                r.fingerprint,
-                r.status,
-                r.location,
-                r.body,
-                r.created_at.as_micros(),
-                IdempotencyRecord::RETENTION_MICROS,
-            ])?;
-        }
-        Ok(())
-    };
-    write().map_err(sqlite_error("recording idempotency keys"))
+    let sql = "INSERT INTO idempotency_keys (scope, key, fingerprint, status, location, body, created_at) \
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (scope, key) DO UPDATE SET \
+               fingerprint = excluded.fingerprint, status = excluded.status, location = excluded.location, \
+               body = excluded.body, created_at = excluded.created_at \
+               WHERE idempotency_keys.created_at <= excluded.created_at - ?8";
+    let retention = IdempotencyRecord::RETENTION_MICROS;
+    execute_each(
+        conn,
+        "recording idempotency keys",
+        sql,
+        records,
+        |r| (&r.scope, &r.key, &r.fingerprint, r.status, &r.location, &r.body, r.created_at.as_micros(), retention),
+        unchanged,
+    )
 }
