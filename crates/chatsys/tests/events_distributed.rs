@@ -53,6 +53,7 @@ async fn subscribe(
     path: String,
     chat: u64,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    started: Arc<tokio::sync::Barrier>,
 ) -> BTreeMap<u64, String> {
     let http = reqwest::Client::new();
     let mut state = BTreeMap::new();
@@ -62,6 +63,14 @@ async fn subscribe(
         let server = &servers[rand::rng().random_range(0..servers.len())];
         let mut stream = Sse::open(&http, &format!("{server}{path}"), last).await;
         assert_eq!(stream.status, 200, "{:?}", stream.problem);
+        if last.is_none() {
+            // the first stream starts at the chat's current position (`ready`): nothing
+            // committed before it is carried, so the writers wait until every subscriber has it
+            let ready = stream.next(Duration::from_secs(5)).await.expect("a first event");
+            assert_eq!(ready.event, "ready");
+            last = Some(ready.id.expect("every event has an id"));
+            started.wait().await;
+        }
         let until = Instant::now() + Duration::from_millis(rand::rng().random_range(30..400));
         let mut previous = last.unwrap_or(0);
         loop {
@@ -123,8 +132,11 @@ async fn subscribers_reconnecting_to_random_servers_end_with_exactly_the_acknowl
     };
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let subscribers: Vec<_> =
-        (0..5).map(|_| tokio::spawn(subscribe(servers.clone(), events.clone(), chat, stop.clone()))).collect();
+    let started = Arc::new(tokio::sync::Barrier::new(6));
+    let subscribers: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(subscribe(servers.clone(), events.clone(), chat, stop.clone(), started.clone())))
+        .collect();
+    started.wait().await;
     let state: State = Arc::default();
     let created = Arc::new(Mutex::new(Vec::new()));
     let writers: Vec<_> =
