@@ -3,7 +3,9 @@
 # $BENCH_CHATS chats (1,000) and $BENCH_SEED_MESSAGES messages in chat 1 (1,000), then each
 # scenario of bench/wrk.lua for DURATION seconds with wrk; prints the server's CPU time per
 # request, split by thread (tokio-rt-worker: HTTP and handlers; sqlite-writer: batches;
-# sqlx-sqlite-wor: the WAL checkpoints; the search indexer and tantivy's threads).
+# sqlx-sqlite-wor: the WAL checkpoints; the search indexer and tantivy's threads;
+# ended_threads: threads that ended during the run, tantivy's indexing thread above all, which
+# it starts anew at every commit).
 #
 #   bench/cpu.sh [DURATION_SECONDS] [CONNECTIONS] [KIND...]
 #     defaults: 10 256 healthz create_chat create_message_spread create_message_hot
@@ -28,19 +30,27 @@ threads() {
     sed -E 's/^([0-9]+) \((.*)\) (.*)$/\1\t\2\t\3/' "$t/stat" 2>/dev/null || true
   done | awk -F'\t' '{split($3, f, " "); name = $2; sub(/[0-9#]+$/, "", name); gsub(/ /, "_", name); print $1, name, f[12] + f[13]}'
 }
+# the whole process's CPU ticks so far, threads that have ended included (tantivy starts its
+# indexing thread anew at every commit: its time is only here)
+process() {
+  sed -E 's/^.*\) //' /proc/"$pid"/stat | awk '{print "process", "process", $12 + $13}'
+}
 
 echo "server CPU per request ($mode mode), ${duration}s per scenario, wrk -c$conns, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "| scenario | req/s | server cores | µs per request | by thread (µs) |"
 echo "| --- | ---: | ---: | ---: | --- |"
 for kind in "${kinds[@]}"; do
-  threads >"$work/before"
+  { threads; process; } >"$work/before"
   rps=$(BENCH_KIND=$kind wrk -t2 -c"$conns" -d"${duration}s" -s bench/wrk.lua "$base" | awk '/Requests\/sec/ {print $2}')
-  threads >"$work/after"
+  { threads; process; } >"$work/after"
   awk -v kind="$kind" -v rps="$rps" -v secs="$duration" -v hz="$(getconf CLK_TCK)" '
     FNR == NR { before[$1] = $3; next }
-    { used[$2] += $3 - before[$1]; total += $3 - before[$1] }
+    $1 == "process" { total = $3 - before[$1]; next }
+    { used[$2] += $3 - before[$1]; live += $3 - before[$1] }
     END {
+      # threads that ended during the run (tantivy-index: a new one per commit)
+      used["ended_threads"] = total - live
       requests = rps * secs
       line = ""
       for (name in used) {
