@@ -38,19 +38,21 @@ impl<'c> SqliteBatch<'c> {
     }
 }
 
-/// Runs the one-row statement `sql` for each key (its parameters): the rows that exist.
-fn rows_by_key<K: Params + Copy, R>(
+/// Runs the one-row statement `sql` for each key, with the parameters `values` makes of it:
+/// the rows that exist.
+fn rows_by_key<K: Copy, P: Params, R>(
     conn: &Connection,
     keys: &[K],
     context: &'static str,
     sql: &str,
+    values: impl Fn(K) -> P,
     row: impl Fn(&Row<'_>) -> rusqlite::Result<R>,
 ) -> Result<Vec<(K, R)>> {
     let read = || -> rusqlite::Result<Vec<(K, R)>> {
         let mut statement = conn.prepare_cached(sql)?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            out.extend(statement.query_row(*key, &row).optional()?.map(|found| (*key, found)));
+            out.extend(statement.query_row(values(*key), &row).optional()?.map(|found| (*key, found)));
         }
         Ok(out)
     };
@@ -87,6 +89,15 @@ fn message_values(((app, chat, number), row): &(MessageKey, MessageRow), rev: i6
     (*app, *chat, *number, body, row.version, row.position, row.body.is_none(), created, updated, rev)
 }
 
+/// A chat row's parameters, for its insert and its update alike: the key (?1–?2), then
+/// messages_count, last_position, deleted, created_at and updated_at (?3–?7).
+type ChatValues = (i64, i64, i64, i64, bool, i64, i64);
+
+fn chat_values(((app, number), row): &(ChatKey, ChatRow)) -> ChatValues {
+    let (created, updated) = (row.created_at.as_micros(), row.updated_at.as_micros());
+    (*app, *number, row.messages_count, row.last_position, row.deleted, created, updated)
+}
+
 /// For a statement whose change count tells nothing the batch needs.
 fn unchanged<T>(_: &T, _: usize) {}
 
@@ -95,66 +106,61 @@ impl BatchTx for SqliteBatch<'_> {
     async fn lock_chats(&mut self, keys: &[ChatKey]) -> Result<Vec<(ChatKey, ChatRow)>> {
         let sql = "SELECT last_position, messages_count, deleted, created_at, updated_at FROM chats \
                    WHERE application_id = ?1 AND number = ?2";
-        rows_by_key(self.conn, keys, "reading chats", sql, |row| {
-            Ok(ChatRow {
-                last_position: row.get(0)?,
-                messages_count: row.get(1)?,
-                deleted: row.get(2)?,
-                created_at: Timestamp::from_micros(row.get(3)?),
-                updated_at: Timestamp::from_micros(row.get(4)?),
-            })
-        })
+        rows_by_key(
+            self.conn,
+            keys,
+            "reading chats",
+            sql,
+            |key| key,
+            |row| {
+                Ok(ChatRow {
+                    last_position: row.get(0)?,
+                    messages_count: row.get(1)?,
+                    deleted: row.get(2)?,
+                    created_at: Timestamp::from_micros(row.get(3)?),
+                    updated_at: Timestamp::from_micros(row.get(4)?),
+                })
+            },
+        )
     }
 
     async fn lock_applications(&mut self, apps: &[i64]) -> Result<BTreeSet<i64>> {
-        let mut out = BTreeSet::new();
-        let mut read = || -> rusqlite::Result<()> {
-            let mut statement = self.conn.prepare_cached("SELECT 1 FROM applications WHERE id = ?1")?;
-            for app in apps {
-                if statement.exists([app])? {
-                    out.insert(*app);
-                }
-            }
-            Ok(())
-        };
-        read().map_err(sqlite_error("reading applications"))?;
-        Ok(out)
+        let sql = "SELECT 1 FROM applications WHERE id = ?1";
+        let found = rows_by_key(self.conn, apps, "reading applications", sql, |app| [app], |_| Ok(()))?;
+        Ok(found.into_iter().map(|(app, ())| app).collect())
     }
 
     async fn insert_chats(&mut self, rows: &[(ChatKey, ChatRow)]) -> Result<BTreeSet<ChatKey>> {
         let mut inserted = BTreeSet::new();
         let sql = "INSERT INTO chats (application_id, number, messages_count, last_position, deleted, created_at, \
                    updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING";
-        execute_each(
-            self.conn,
-            "inserting chats",
-            sql,
-            rows,
-            |((app, number), row)| {
-                let (created, updated) = (row.created_at.as_micros(), row.updated_at.as_micros());
-                (app, number, row.messages_count, row.last_position, row.deleted, created, updated)
-            },
-            |(key, _), changed| {
-                if changed == 1 {
-                    inserted.insert(*key);
-                }
-            },
-        )?;
+        execute_each(self.conn, "inserting chats", sql, rows, chat_values, |(key, _), changed| {
+            if changed == 1 {
+                inserted.insert(*key);
+            }
+        })?;
         Ok(inserted)
     }
 
     async fn messages(&mut self, keys: &[MessageKey]) -> Result<Vec<(MessageKey, MessageRow)>> {
         let sql = "SELECT CASE WHEN deleted THEN NULL ELSE body END, version, position, created_at, updated_at \
                    FROM messages WHERE application_id = ?1 AND chat_number = ?2 AND number = ?3";
-        rows_by_key(self.conn, keys, "reading messages", sql, |row| {
-            Ok(MessageRow {
-                body: row.get(0)?,
-                version: row.get(1)?,
-                position: row.get(2)?,
-                created_at: Timestamp::from_micros(row.get(3)?),
-                updated_at: Timestamp::from_micros(row.get(4)?),
-            })
-        })
+        rows_by_key(
+            self.conn,
+            keys,
+            "reading messages",
+            sql,
+            |key| key,
+            |row| {
+                Ok(MessageRow {
+                    body: row.get(0)?,
+                    version: row.get(1)?,
+                    position: row.get(2)?,
+                    created_at: Timestamp::from_micros(row.get(3)?),
+                    updated_at: Timestamp::from_micros(row.get(4)?),
+                })
+            },
+        )
     }
 
     async fn insert_messages(&mut self, rows: &[(MessageKey, MessageRow)]) -> Result<()> {
@@ -180,19 +186,9 @@ impl BatchTx for SqliteBatch<'_> {
     }
 
     async fn update_chats(&mut self, rows: &[(ChatKey, ChatRow)]) -> Result<()> {
-        let sql = "UPDATE chats SET last_position = ?3, messages_count = ?4, deleted = ?5, created_at = ?6, \
+        let sql = "UPDATE chats SET messages_count = ?3, last_position = ?4, deleted = ?5, created_at = ?6, \
                    updated_at = ?7 WHERE application_id = ?1 AND number = ?2";
-        execute_each(
-            self.conn,
-            "updating chats",
-            sql,
-            rows,
-            |((app, number), row)| {
-                let (created, updated) = (row.created_at.as_micros(), row.updated_at.as_micros());
-                (*app, *number, row.last_position, row.messages_count, row.deleted, created, updated)
-            },
-            unchanged,
-        )
+        execute_each(self.conn, "updating chats", sql, rows, chat_values, unchanged)
     }
 
     async fn add_chats_counts(&mut self, deltas: &[(i64, i64)]) -> Result<()> {
