@@ -147,9 +147,13 @@ fn serve(file: &Path, mut conn: Option<Connection>, jobs: mpsc::Receiver<Job>) {
     }
 }
 
-/// Page cache of the writer, in KiB (negative: SQLite's unit for a size): the pages that
-/// batches touch (the last leaf of every busy chat).
-const CACHE_KIB: i64 = -8192;
+/// Page cache of the writer, in KiB (negative: SQLite's unit for a size). A batch touches
+/// the last leaf of every chat it writes to, in the messages and in their positions: over
+/// 1,000 busy chats some 2,200 pages, more than 8 MiB held, so a miss is common whatever the
+/// size, and costs a copy from the operating system's file cache. 2 MiB instead of 8 kept
+/// the writer's CPU per create over 1,000 chats (28.6, 27.2 µs against 30.5, 29.4, in
+/// turns) and holds 6 MiB less (`docs/benchmarks.md`, seventh session).
+const CACHE_KIB: i64 = -2048;
 
 /// The writer's last resort: after a commit that leaves the WAL over this many pages (64 MiB
 /// of 4 KiB pages), the writer checkpoints it itself. SQLite starts the WAL over only once
