@@ -38,21 +38,19 @@ impl<'c> SqliteBatch<'c> {
     }
 }
 
-/// Runs the one-row statement `sql` for each key, with the parameters `values` makes of it:
-/// the rows that exist.
-fn rows_by_key<K: Copy, P: Params, R>(
+/// Runs the one-row statement `sql` for each key (its parameters): the rows that exist.
+fn rows_by_key<K: Params + Copy, R>(
     conn: &Connection,
     keys: &[K],
     context: &'static str,
     sql: &str,
-    values: impl Fn(K) -> P,
     row: impl Fn(&Row<'_>) -> rusqlite::Result<R>,
 ) -> Result<Vec<(K, R)>> {
     let read = || -> rusqlite::Result<Vec<(K, R)>> {
         let mut statement = conn.prepare_cached(sql)?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            out.extend(statement.query_row(values(*key), &row).optional()?.map(|found| (*key, found)));
+            out.extend(statement.query_row(*key, &row).optional()?.map(|found| (*key, found)));
         }
         Ok(out)
     };
@@ -106,28 +104,22 @@ impl BatchTx for SqliteBatch<'_> {
     async fn lock_chats(&mut self, keys: &[ChatKey]) -> Result<Vec<(ChatKey, ChatRow)>> {
         let sql = "SELECT last_position, messages_count, deleted, created_at, updated_at FROM chats \
                    WHERE application_id = ?1 AND number = ?2";
-        rows_by_key(
-            self.conn,
-            keys,
-            "reading chats",
-            sql,
-            |key| key,
-            |row| {
-                Ok(ChatRow {
-                    last_position: row.get(0)?,
-                    messages_count: row.get(1)?,
-                    deleted: row.get(2)?,
-                    created_at: Timestamp::from_micros(row.get(3)?),
-                    updated_at: Timestamp::from_micros(row.get(4)?),
-                })
-            },
-        )
+        rows_by_key(self.conn, keys, "reading chats", sql, |row| {
+            Ok(ChatRow {
+                last_position: row.get(0)?,
+                messages_count: row.get(1)?,
+                deleted: row.get(2)?,
+                created_at: Timestamp::from_micros(row.get(3)?),
+                updated_at: Timestamp::from_micros(row.get(4)?),
+            })
+        })
     }
 
     async fn lock_applications(&mut self, apps: &[i64]) -> Result<BTreeSet<i64>> {
         let sql = "SELECT 1 FROM applications WHERE id = ?1";
-        let found = rows_by_key(self.conn, apps, "reading applications", sql, |app| [app], |_| Ok(()))?;
-        Ok(found.into_iter().map(|(app, ())| app).collect())
+        let keys: Vec<[i64; 1]> = apps.iter().map(|&app| [app]).collect();
+        let found = rows_by_key(self.conn, &keys, "reading applications", sql, |_| Ok(()))?;
+        Ok(found.into_iter().map(|([app], ())| app).collect())
     }
 
     async fn insert_chats(&mut self, rows: &[(ChatKey, ChatRow)]) -> Result<BTreeSet<ChatKey>> {
@@ -145,22 +137,15 @@ impl BatchTx for SqliteBatch<'_> {
     async fn messages(&mut self, keys: &[MessageKey]) -> Result<Vec<(MessageKey, MessageRow)>> {
         let sql = "SELECT CASE WHEN deleted THEN NULL ELSE body END, version, position, created_at, updated_at \
                    FROM messages WHERE application_id = ?1 AND chat_number = ?2 AND number = ?3";
-        rows_by_key(
-            self.conn,
-            keys,
-            "reading messages",
-            sql,
-            |key| key,
-            |row| {
-                Ok(MessageRow {
-                    body: row.get(0)?,
-                    version: row.get(1)?,
-                    position: row.get(2)?,
-                    created_at: Timestamp::from_micros(row.get(3)?),
-                    updated_at: Timestamp::from_micros(row.get(4)?),
-                })
-            },
-        )
+        rows_by_key(self.conn, keys, "reading messages", sql, |row| {
+            Ok(MessageRow {
+                body: row.get(0)?,
+                version: row.get(1)?,
+                position: row.get(2)?,
+                created_at: Timestamp::from_micros(row.get(3)?),
+                updated_at: Timestamp::from_micros(row.get(4)?),
+            })
+        })
     }
 
     async fn insert_messages(&mut self, rows: &[(MessageKey, MessageRow)]) -> Result<()> {
