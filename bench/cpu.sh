@@ -16,13 +16,8 @@
 # /healthz, is the comparison to make on a shared machine; absolute rates move with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-duration=${1:-10}
-conns=${2:-256}
-shift $(($# < 2 ? $# : 2))
-kinds=("$@")
-[ ${#kinds[@]} -gt 0 ] || kinds=(healthz create_chat create_message_spread create_message_hot)
 source bench/server.sh
-bench_wrk_server "${BENCH_CHATS:-1000}" "${BENCH_SEED_MESSAGES:-1000}"
+bench_scenarios "healthz create_chat create_message_spread create_message_hot" "$@"
 
 # one line per thread: tid, name (digits dropped), CPU ticks so far
 threads() {

@@ -11,6 +11,11 @@
 #                     builds the release binary unless BENCH_BINARY names one, starts a server
 #                     in a temporary $work stopped and removed on exit, and seeds it.
 #   bench_stop        stops them and removes what distributed mode made.
+#   bench_scenarios DEFAULT_KINDS [DURATION] [CONNECTIONS] [KIND...]   for the per-scenario
+#                     scripts (cpu.sh, waits.sh): sets $duration (10), $conns (256) and the
+#                     array $kinds (the space-separated DEFAULT_KINDS unless kinds are
+#                     given), then bench_wrk_server with $BENCH_CHATS (1,000) chats and
+#                     $BENCH_SEED_MESSAGES (1,000) messages.
 mode=${BENCH_MODE:-embedded}
 pid= worker= name=
 
@@ -73,4 +78,15 @@ bench_wrk_server() {
   trap 'bench_stop; rm -rf "$work"' EXIT
   bench_start "$work"
   bench_seed "$1" "$2"
+}
+
+bench_scenarios() {
+  local defaults=$1
+  shift
+  duration=${1:-10}
+  conns=${2:-256}
+  shift $(($# < 2 ? $# : 2))
+  kinds=("$@")
+  [ ${#kinds[@]} -gt 0 ] || read -ra kinds <<<"$defaults"
+  bench_wrk_server "${BENCH_CHATS:-1000}" "${BENCH_SEED_MESSAGES:-1000}"
 }

@@ -14,13 +14,8 @@
 # disk or for another thread; a thread's wait for a core is time it was ready to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-duration=${1:-10}
-conns=${2:-256}
-shift $(($# < 2 ? $# : 2))
-kinds=("$@")
-[ ${#kinds[@]} -gt 0 ] || kinds=(healthz create_message_spread create_message_hot)
 source bench/server.sh
-bench_wrk_server "${BENCH_CHATS:-1000}" "${BENCH_SEED_MESSAGES:-1000}"
+bench_scenarios "healthz create_message_spread create_message_hot" "$@"
 
 # one line per thread name (digits dropped): ns run, ns waiting for a core, bytes written
 threads() {
