@@ -12,6 +12,7 @@
 //! [`rabbitmq`]), removed afterwards.
 
 pub mod mysql;
+pub mod proxy;
 pub mod rabbitmq;
 pub mod redis;
 

@@ -78,9 +78,14 @@ impl Cluster {
         env
     }
 
-    fn spawn(&self, wrapper: &[&str], subcommand: &str) -> Server {
+    fn spawn(&self, wrapper: &[&str], subcommand: &str, overrides: &[(&str, &str)]) -> Server {
         let env = self.env();
-        let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut env: Vec<(&str, &str)> = env
+            .iter()
+            .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.extend_from_slice(overrides);
         env.push(("CHATSYS_OPS_LISTEN", "127.0.0.1:0"));
         env.push(("FAKETIME_DONT_FAKE_MONOTONIC", "1"));
         Server::spawn_wrapped(wrapper, subcommand, &self.dir.path().join(subcommand), &env)
@@ -92,12 +97,18 @@ impl Cluster {
 
     /// An API server run through `wrapper` (e.g. `faketime -f -30s`: a clock 30 s behind).
     pub fn add_api_wrapped(&mut self, wrapper: &[&str]) {
-        let api = self.spawn(wrapper, "serve");
+        let api = self.spawn(wrapper, "serve", &[]);
         self.apis.push(api);
     }
 
     pub fn add_worker(&mut self) {
-        let worker = self.spawn(&[], "worker");
+        self.add_worker_with(&[]);
+    }
+
+    /// A worker whose environment differs from the cluster's in `overrides` (e.g. its
+    /// database reached through a [`chatsys_testkit::proxy::Proxy`]).
+    pub fn add_worker_with(&mut self, overrides: &[(&str, &str)]) {
+        let worker = self.spawn(&[], "worker", overrides);
         self.workers.push(worker);
     }
 

@@ -1,0 +1,79 @@
+//! A TCP forwarder in front of a service that a test can cut: while cut, every connection
+//! through it stays open and nothing passes (a black-holed port, as a network fault looks to
+//! the process behind it), for that one process only, the service itself untouched.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub struct Proxy {
+    /// Where clients connect instead of the service.
+    pub address: SocketAddr,
+    cut: watch::Sender<bool>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Forwards a new port to `target` (`host:port`), until dropped.
+    pub async fn start(target: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port for the proxy");
+        let address = listener.local_addr().unwrap();
+        let (cut, watching) = watch::channel(false);
+        let target = target.to_owned();
+        let accepting = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (target, watching) = (target.clone(), watching.clone());
+                tokio::spawn(async move {
+                    let Ok(service) = TcpStream::connect(&target).await else { return };
+                    let _ = (client.set_nodelay(true), service.set_nodelay(true));
+                    let (client_in, client_out) = client.into_split();
+                    let (service_in, service_out) = service.into_split();
+                    tokio::join!(
+                        pass(client_in, service_out, watching.clone()),
+                        pass(service_in, client_out, watching)
+                    );
+                });
+            }
+        });
+        Proxy { address, cut, accepting }
+    }
+
+    /// From now on nothing passes, in either direction, on any connection.
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Everything held back passes, and whatever comes after.
+    pub fn mend(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+/// Copies `from` to `to`, holding each chunk back while the proxy is cut.
+async fn pass(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut cut: watch::Receiver<bool>,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        if cut.wait_for(|cut| !cut).await.is_err() {
+            return;
+        }
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if cut.wait_for(|cut| !cut).await.is_err() || to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
