@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use chatsys_api::{AppState, Services};
 use chatsys_bulletin::RedisBulletin;
 use chatsys_core::ports::{SearchIndex, Store};
-use chatsys_counters::{RedisIdempotencyKeys, RedisNumbering, RedisNumberingConfig};
+use chatsys_counters::{RedisHolds, RedisIdempotencyKeys, RedisNumbering, RedisNumberingConfig};
 use chatsys_queue::rabbitmq::{RabbitConfig, RabbitQueue, RabbitSource};
 use chatsys_search::{ElasticConfig, ElasticIndex};
 use chatsys_store::{Deadline, MySqlStore};
@@ -137,9 +137,11 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
     let redis_url = url(&config.redis_url, "CHATSYS_REDIS_URL")?;
     let redis =
         chatsys_counters::redis::connect(&redis_url).await.context("connecting to Redis (CHATSYS_REDIS_URL)")?;
+    let holds = Arc::new(RedisHolds::new(redis.clone(), &config.redis_prefix));
     let bulletin = Arc::new(RedisBulletin::new(&redis_url, redis, &config.redis_prefix)?);
     let mut consumer = Consumer::new(Box::new(RabbitSource::new(rabbit(&config)?)), store.clone(), config.batches())
         .with_patience(Patience::UntilAvailable)
+        .with_holds(holds)
         .with_bulletin(bulletin);
     if let Some(search) = open_search(&config).await? {
         consumer = consumer.with_search(search);

@@ -69,6 +69,59 @@ async fn a_redis_data_loss_never_hands_out_a_number_twice() {
     assert_eq!(next.json["number"].as_u64(), Some(last.max(1) + 1), "{next:?}");
 }
 
+/// A worker cut off from the database keeps its deliveries unacknowledged, where the broker
+/// no longer counts them as waiting. A Redis data loss meanwhile must not re-seed the
+/// counters below the numbers those deliveries carry: creates wait (503) until they are
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_data_loss_while_a_worker_holds_unwritten_creates_never_hands_out_a_number_twice() {
+    let Some(mut cluster) = Cluster::start(1, 0, false).await else { return };
+    let database = &cluster.database.url;
+    let (scheme, rest) = database.split_once('@').expect("a database URL with a user");
+    let (address, name) = rest.split_once('/').expect("a database URL with a database");
+    let proxy = chatsys_testkit::proxy::Proxy::start(address).await;
+    let through = format!("{scheme}@{}/{name}", proxy.address);
+    cluster.add_worker_with(&[("CHATSYS_DATABASE_URL", &through), ("CHATSYS_WRITE_TIMEOUT", "1s")]);
+    let (front, token, chats, seeds) = setup(&cluster).await;
+    let path = format!("/applications/{token}/chats/{}/messages", chats[0]);
+    let mut acknowledged = seeds;
+    cluster.sql_eventually(&format!("SELECT COUNT(*) FROM messages WHERE chat_number = {}", chats[0]), &["1"]).await;
+
+    proxy.cut();
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let r = front.post(&path, json!({"body": format!("held {i}")})).await;
+        assert_eq!(r.status, 201, "the queue takes creates while the worker cannot write: {r:?}");
+        held.push(r.json["number"].as_u64().unwrap());
+        acknowledged.push((chats[0], held[i], format!("held {i}")));
+    }
+    cluster.drained().await; // the worker took them: nothing waits in the queue
+    chatsys_testkit::redis::delete_prefix(&cluster.name).await;
+    // the recovery settles for 1 s in these tests: give it four
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < until {
+        let r = front.post(&path, json!({"body": "during"})).await;
+        assert!(r.is_problem(503), "no number while the worker holds unwritten creates: {r:?} (held {held:?})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    proxy.mend();
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let r = front.post(&path, json!({"body": "after"})).await;
+        if r.status == 201 || tokio::time::Instant::now() > until {
+            break r;
+        }
+        assert!(r.is_problem(503), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(after.status, 201, "creates resume once the held ones are written: {after:?}");
+    let number = after.json["number"].as_u64().unwrap();
+    assert_eq!(number, held[2] + 1, "numbering goes on above the held creates");
+    acknowledged.push((chats[0], number, "after".to_owned()));
+    verify(&cluster, &token, &acknowledged).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_command_the_database_refuses_is_dead_lettered_alone_and_the_worker_moves_on() {
     let Some(cluster) = Cluster::start(1, 1, false).await else { return };

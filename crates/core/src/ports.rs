@@ -273,6 +273,19 @@ pub trait Receipt: Send + 'static {
     async fn set_aside(self: Box<Self>, refused: Vec<Refused>);
 }
 
+/// Where a worker says that it holds commands taken from the queue and not yet settled.
+/// A broker counts those neither as waiting ([`CreateQueue::backlog`]) nor anywhere a client
+/// of AMQP can read; the numbering service waits for both to be empty before it re-seeds
+/// counters lost with Redis, since such a command's number is not in the store yet.
+#[async_trait]
+pub trait Holds: Send + Sync + 'static {
+    /// Claims, or renews, this worker's hold for a short while (it lapses unless renewed:
+    /// a worker that died holds nothing, its deliveries went back to the queue).
+    async fn hold(&self) -> Result<()>;
+    /// Ends this worker's hold: it settled everything it took.
+    async fn release(&self) -> Result<()>;
+}
+
 /// A command the store refuses for good, and why (for an operator; no client text).
 #[derive(Debug, Clone)]
 pub struct Refused {

@@ -5,7 +5,7 @@
 //! *floor*), and only while the backend says seeding is safe (Redis: no data loss under
 //! way). Every number a client was ever given is at or below the floor by then: embedded, a
 //! create is answered only after its commit; distributed, after a data loss the counters
-//! re-seed only once the queue has drained.
+//! re-seed only once the queue has drained and no worker holds a command it took.
 //!
 //! - A chat exists iff it is at most the application's counter and not voided (a failed
 //!   create, or a delete), and, at or below the floor, its row is stored and live.

@@ -1,16 +1,17 @@
 //! The numbering contract against the real Redis on this machine (`CHATSYS_TEST_REDIS_URL`,
 //! default `redis://127.0.0.1:6379`; skipped with a line when it does not answer), each test
 //! under a key prefix of its own, and what only Redis numbering does: surviving a data loss
-//! without handing out a number twice.
+//! without handing out a number twice, workers' holds included.
 
 mod suite;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatsys_core::ports::{Claim, IdempotencyKeys, Numbering, Store};
+use chatsys_core::ports::{Claim, Holds as _, IdempotencyKeys, Numbering, Store};
 use chatsys_core::{ChatNumber, Command, IdempotencyRecord, Queued, Timestamp};
-use chatsys_counters::{RedisIdempotencyKeys, RedisNumbering, RedisNumberingConfig};
+use chatsys_counters::holds::HOLD_LIFE;
+use chatsys_counters::{RedisHolds, RedisIdempotencyKeys, RedisNumbering, RedisNumberingConfig};
 use chatsys_queue::in_process;
 use chatsys_store::SqliteStore;
 use redis::AsyncCommands as _;
@@ -117,6 +118,51 @@ async fn after_a_redis_data_loss_no_number_is_handed_out_twice() {
     assert_eq!(numbering.next_message(app, c(2)).await.unwrap(), None);
     assert_eq!(numbering.next_message(app, c(3)).await.unwrap().unwrap().get(), 3);
     assert!(numbering.chat_exists(app, c(4)).await.unwrap());
+}
+
+/// The next chat number once the counters have recovered, within `bound`.
+async fn next_chat_within(numbering: &RedisNumbering, app: chatsys_core::AppId, bound: Duration) -> ChatNumber {
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        match numbering.next_chat(app).await {
+            Ok(n) => return n,
+            Err(e) if e.kind() == chatsys_core::ErrorKind::Unavailable && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("recovery did not finish: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_a_redis_data_loss_the_counters_wait_for_the_commands_a_worker_holds() {
+    let Some(f) = fixture().await else { return };
+    let numbering = numbering(&f).await;
+    let app = suite::new_app(f.store.as_ref()).await;
+    assert_eq!(numbering.next_chat(app).await.unwrap().get(), 1);
+    let worker = RedisHolds::new(f.redis.clone(), &f.prefix);
+
+    lose_everything(&f).await;
+    worker.hold().await.unwrap(); // renewed after the loss, as a busy worker does
+    let refused = numbering.next_chat(app).await.unwrap_err();
+    assert_eq!(refused.kind(), chatsys_core::ErrorKind::Unavailable);
+    // the settle time is 200 ms here: while the hold is renewed, no number for a second
+    for _ in 0..10 {
+        worker.hold().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let refused = numbering.next_chat(app).await.unwrap_err();
+        assert_eq!(refused.kind(), chatsys_core::ErrorKind::Unavailable, "no number while a worker holds");
+    }
+    worker.release().await.unwrap();
+    next_chat_within(&numbering, app, Duration::from_secs(5)).await;
+
+    // a worker that died without releasing: its hold lapses
+    lose_everything(&f).await;
+    worker.hold().await.unwrap();
+    let started = tokio::time::Instant::now();
+    numbering.next_chat(app).await.unwrap_err();
+    next_chat_within(&numbering, app, HOLD_LIFE + Duration::from_secs(3)).await;
+    assert!(started.elapsed() >= HOLD_LIFE - Duration::from_millis(200), "waited {:?}", started.elapsed());
 }
 
 #[tokio::test]

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatsys_core::ports::{
-    BatchOutcome, Bulletin, ChangedMessage, CommandSource, Delivery, News, Refused, SearchIndex, Store,
+    BatchOutcome, Bulletin, ChangedMessage, CommandSource, Delivery, Holds, News, Refused, SearchIndex, Store,
 };
 use chatsys_core::{Error, ErrorKind, Queued, Result};
 
 use chatsys_queue::batcher::{BatchConfig, Deliveries, next_batch};
+
+use crate::hold::Hold;
 
 pub struct Consumer {
     source: Box<dyn CommandSource>,
@@ -20,6 +22,7 @@ pub struct Consumer {
     bulletin: Option<Arc<dyn Bulletin>>,
     config: BatchConfig,
     patience: Patience,
+    hold: Option<Hold>,
 }
 
 /// What the consumer does while the store is unavailable.
@@ -51,7 +54,7 @@ const DETERMINISTIC_ATTEMPTS: u32 = 3;
 
 impl Consumer {
     pub fn new(source: Box<dyn CommandSource>, store: Arc<dyn Store>, config: BatchConfig) -> Self {
-        Self { source, store, search: None, bulletin: None, config, patience: Patience::Brief }
+        Self { source, store, search: None, bulletin: None, config, patience: Patience::Brief, hold: None }
     }
 
     pub fn with_patience(mut self, patience: Patience) -> Self {
@@ -62,6 +65,13 @@ impl Consumer {
     /// Announces the chats each written batch moved (live events).
     pub fn with_bulletin(mut self, bulletin: Arc<dyn Bulletin>) -> Self {
         self.bulletin = Some(bulletin);
+        self
+    }
+
+    /// Holds (distributed mode) while it has commands in hand that are not settled, so that
+    /// the numbering service counts them as on their way to the store.
+    pub fn with_holds(mut self, holds: Arc<dyn Holds>) -> Self {
+        self.hold = Some(Hold::new(holds));
         self
     }
 
@@ -88,9 +98,34 @@ impl Consumer {
     }
 
     pub async fn process_next_batch(&mut self) -> Outcome {
-        let Some(batch) = next_batch(&mut Deliveries(self.source.as_mut()), self.config).await else {
+        let Some(batch) = self.next_batch().await else {
             return Outcome::Closed;
         };
+        let mut hold = self.hold.take();
+        let outcome = match &mut hold {
+            Some(hold) => hold.during(self.settle(batch)).await,
+            None => self.settle(batch).await,
+        };
+        self.hold = hold;
+        outcome
+    }
+
+    /// The next batch. A hold is released once nothing has come for a moment: everything
+    /// taken before is settled by then (a batch is settled before the next is taken).
+    async fn next_batch(&mut self) -> Option<Vec<Delivery>> {
+        let mut feed = Deliveries(self.source.as_mut());
+        let next = next_batch(&mut feed, self.config);
+        let Some(hold) = self.hold.as_mut().filter(|hold| hold.is_held()) else { return next.await };
+        tokio::pin!(next);
+        tokio::select! {
+            batch = &mut next => return batch,
+            () = hold.release_when_idle() => {}
+        }
+        next.await
+    }
+
+    /// Writes a batch and settles its deliveries.
+    async fn settle(&self, batch: Vec<Delivery>) -> Outcome {
         let commands: Vec<Queued> = batch.iter().flat_map(|d| d.commands.iter().cloned()).collect();
         let started = std::time::Instant::now();
         match write(self.store.as_ref(), &commands, self.patience, DETERMINISTIC_ATTEMPTS).await {

@@ -1,0 +1,65 @@
+//! The holds of distributed mode's workers ([`Holds`]), in Redis beside the counters: a
+//! sorted set of workers, each scored with the Redis time its hold lapses at. The recovery
+//! after a data loss (`redis.rs`) counts the live ones; a hold lost with the data comes back
+//! at its worker's next renewal, well within the recovery's settle time.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chatsys_core::Result;
+use chatsys_core::ports::Holds;
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use crate::redis::redis_error;
+
+/// How long a hold lasts unless renewed.
+pub const HOLD_LIFE: Duration = Duration::from_secs(3);
+
+fn key(prefix: &str) -> String {
+    format!("{prefix}:holds")
+}
+
+pub struct RedisHolds {
+    redis: ConnectionManager,
+    key: String,
+    worker: String,
+    hold: Script,
+}
+
+impl RedisHolds {
+    pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
+        let worker = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+        Self { redis, key: key(prefix), worker, hold: Script::new(include_str!("lua/hold.lua")) }
+    }
+}
+
+#[async_trait]
+impl Holds for RedisHolds {
+    async fn hold(&self) -> Result<()> {
+        let _: i64 = self
+            .hold
+            .key(&self.key)
+            .arg(&self.worker)
+            .arg(HOLD_LIFE.as_millis() as u64)
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn release(&self) -> Result<()> {
+        let _: i64 = redis::cmd("ZREM")
+            .arg(&self.key)
+            .arg(&self.worker)
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+}
+
+/// How many workers of the deployment under `prefix` hold commands now.
+pub(crate) async fn live_holds(redis: &mut ConnectionManager, prefix: &str) -> Result<u64> {
+    Script::new(include_str!("lua/holds.lua")).key(key(prefix)).invoke_async(redis).await.map_err(redis_error)
+}
