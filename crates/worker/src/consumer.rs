@@ -102,10 +102,7 @@ impl Consumer {
             return Outcome::Closed;
         };
         let mut hold = self.hold.take();
-        let outcome = match &mut hold {
-            Some(hold) => hold.during(self.settle(batch)).await,
-            None => self.settle(batch).await,
-        };
+        let outcome = self.settle(batch, &mut hold).await;
         self.hold = hold;
         outcome
     }
@@ -124,11 +121,12 @@ impl Consumer {
         next.await
     }
 
-    /// Writes a batch and settles its deliveries.
-    async fn settle(&self, batch: Vec<Delivery>) -> Outcome {
+    /// Writes a batch and settles its deliveries. The hold is renewed while commands of the
+    /// batch may still be unwritten, not while a written batch waits for the search index.
+    async fn settle(&self, batch: Vec<Delivery>, hold: &mut Option<Hold>) -> Outcome {
         let commands: Vec<Queued> = batch.iter().flat_map(|d| d.commands.iter().cloned()).collect();
         let started = std::time::Instant::now();
-        match write(self.store.as_ref(), &commands, self.patience, DETERMINISTIC_ATTEMPTS).await {
+        match holding(hold, write(self.store.as_ref(), &commands, self.patience, DETERMINISTIC_ATTEMPTS)).await {
             Ok(outcome) => {
                 let written = started.elapsed();
                 record_written(&commands, written);
@@ -150,7 +148,7 @@ impl Consumer {
             Err(e) if e.kind() != ErrorKind::Unavailable => {
                 let cause = std::error::Error::source(&e).map(ToString::to_string);
                 tracing::error!(error = %e, cause, commands = commands.len(), "batch refused by the store: finding the refused commands");
-                let verdicts = self.isolate(&commands).await;
+                let verdicts = holding(hold, self.isolate(&commands)).await;
                 let failed = verdicts.iter().filter(|v| !matches!(v, Verdict::Written)).count();
                 settle_each(batch, verdicts).await;
                 Outcome::Failed { commands: commands.len(), failed }
@@ -202,6 +200,14 @@ impl Consumer {
             }
         }
         verdicts
+    }
+}
+
+/// `work` under this worker's hold, where it has one.
+async fn holding<T>(hold: &mut Option<Hold>, work: impl Future<Output = T>) -> T {
+    match hold {
+        Some(hold) => hold.during(work).await,
+        None => work.await,
     }
 }
 

@@ -30,9 +30,10 @@ impl Hold {
         self.renewed.is_some()
     }
 
-    /// Runs `work` (a batch, until settled) under the hold: claimed at once unless renewed a
-    /// moment ago, then renewed every [`RENEW_EVERY`] (a store that is away can hold a batch
-    /// for minutes). A renewal that fails is logged: Redis is away too, and the recovery
+    /// Runs `work` (writing a batch) under the hold: claimed at once unless renewed a moment
+    /// ago, then renewed every [`RENEW_EVERY`] (a store that is away can hold a batch for
+    /// minutes). Once `work` ends the hold stands until released or lapsed, which covers
+    /// returning the deliveries of a batch that failed to the queue. A renewal that fails is logged: Redis is away too, and the recovery
     /// that needs the hold cannot run without it either.
     pub(crate) async fn during<T>(&mut self, work: impl Future<Output = T>) -> T {
         let holds = self.holds.clone();
