@@ -61,5 +61,7 @@ impl Holds for RedisHolds {
 
 /// How many workers of the deployment under `prefix` hold commands now.
 pub(crate) async fn live_holds(redis: &mut ConnectionManager, prefix: &str) -> Result<u64> {
-    Script::new(include_str!("lua/holds.lua")).key(key(prefix)).invoke_async(redis).await.map_err(redis_error)
+    static LIVE_HOLDS: std::sync::LazyLock<Script> =
+        std::sync::LazyLock::new(|| Script::new(include_str!("lua/holds.lua")));
+    LIVE_HOLDS.key(key(prefix)).invoke_async(redis).await.map_err(redis_error)
 }

@@ -1,7 +1,9 @@
 //! Number allocation ([`chatsys_core::ports::Numbering`]): one algorithm ([`floor`]) over
 //! counters in this process (embedded mode) or in Redis (distributed mode); and
 //! idempotency-key coordination ([`chatsys_core::ports::IdempotencyKeys`]), in-process or
-//! in Redis; the holds of workers that Redis numbering's recovery waits for ([`holds`]); the rate limit of application tokens ([`rate_limit`]), likewise.
+//! in Redis; the rate limit of application tokens ([`rate_limit`]), likewise; and the
+//! holds of distributed mode's workers, which Redis numbering's recovery waits for
+//! ([`holds`]).
 
 pub mod floor;
 pub mod holds;

@@ -1,6 +1,8 @@
 //! A TCP forwarder in front of a service that a test can cut: while cut, every connection
-//! through it stays open and nothing passes (a black-holed port, as a network fault looks to
-//! the process behind it), for that one process only, the service itself untouched.
+//! through it stays open and nothing passes (a black-holed port, as a hung network looks to
+//! the process using it), for that one process only, the service itself untouched. New
+//! connections are still accepted while cut, and mending passes on what was held back
+//! (a real black hole would drop it: the process's retries cover both).
 
 use std::net::SocketAddr;
 
@@ -16,16 +18,18 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Forwards a new port to `target` (`host:port`), until dropped.
+    /// Forwards a new port to `target` (`host:port`), until dropped (its connections too).
     pub async fn start(target: &str) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port for the proxy");
         let address = listener.local_addr().unwrap();
         let (cut, watching) = watch::channel(false);
         let target = target.to_owned();
         let accepting = tokio::spawn(async move {
+            // the connections end with the proxy
+            let mut connections = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
                 let (target, watching) = (target.clone(), watching.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let Ok(service) = TcpStream::connect(&target).await else { return };
                     let _ = (client.set_nodelay(true), service.set_nodelay(true));
                     let (client_in, client_out) = client.into_split();

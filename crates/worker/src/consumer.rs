@@ -101,14 +101,22 @@ impl Consumer {
         let Some(batch) = self.next_batch().await else {
             return Outcome::Closed;
         };
+        // held until settled, announcing and indexing included: while this batch waits (for
+        // Elasticsearch, say), the broker keeps filling this worker's prefetch with commands
+        // that are not written either
         let mut hold = self.hold.take();
-        let outcome = self.settle(batch, &mut hold).await;
+        let outcome = match &mut hold {
+            Some(hold) => hold.during(self.settle(batch)).await,
+            None => self.settle(batch).await,
+        };
         self.hold = hold;
         outcome
     }
 
     /// The next batch. A hold is released once nothing has come for a moment: everything
-    /// taken before is settled by then (a batch is settled before the next is taken).
+    /// taken before is settled by then (a batch is settled before the next is taken), and
+    /// the prefetch is empty. (A first delivery that came just before the release lingers
+    /// a few milliseconds unheld: far inside the recovery's settle time.)
     async fn next_batch(&mut self) -> Option<Vec<Delivery>> {
         let mut feed = Deliveries(self.source.as_mut());
         let next = next_batch(&mut feed, self.config);
@@ -121,12 +129,11 @@ impl Consumer {
         next.await
     }
 
-    /// Writes a batch and settles its deliveries. The hold is renewed while commands of the
-    /// batch may still be unwritten, not while a written batch waits for the search index.
-    async fn settle(&self, batch: Vec<Delivery>, hold: &mut Option<Hold>) -> Outcome {
+    /// Writes a batch and settles its deliveries.
+    async fn settle(&self, batch: Vec<Delivery>) -> Outcome {
         let commands: Vec<Queued> = batch.iter().flat_map(|d| d.commands.iter().cloned()).collect();
         let started = std::time::Instant::now();
-        match holding(hold, write(self.store.as_ref(), &commands, self.patience, DETERMINISTIC_ATTEMPTS)).await {
+        match write(self.store.as_ref(), &commands, self.patience, DETERMINISTIC_ATTEMPTS).await {
             Ok(outcome) => {
                 let written = started.elapsed();
                 record_written(&commands, written);
@@ -148,7 +155,7 @@ impl Consumer {
             Err(e) if e.kind() != ErrorKind::Unavailable => {
                 let cause = std::error::Error::source(&e).map(ToString::to_string);
                 tracing::error!(error = %e, cause, commands = commands.len(), "batch refused by the store: finding the refused commands");
-                let verdicts = holding(hold, self.isolate(&commands)).await;
+                let verdicts = self.isolate(&commands).await;
                 let failed = verdicts.iter().filter(|v| !matches!(v, Verdict::Written)).count();
                 settle_each(batch, verdicts).await;
                 Outcome::Failed { commands: commands.len(), failed }
@@ -200,14 +207,6 @@ impl Consumer {
             }
         }
         verdicts
-    }
-}
-
-/// `work` under this worker's hold, where it has one.
-async fn holding<T>(hold: &mut Option<Hold>, work: impl Future<Output = T>) -> T {
-    match hold {
-        Some(hold) => hold.during(work).await,
-        None => work.await,
     }
 }
 

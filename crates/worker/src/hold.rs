@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chatsys_core::ports::Holds;
 
-/// How long a hold lasts between renewals while its worker is busy. Counters lost with Redis
-/// re-seed only after a settle time that must be longer (`CHATSYS_REDIS_RECOVERY_SETTLE`).
+/// How often a busy worker renews its hold: a hold lost with Redis's data is back within
+/// this, and the counters' recovery settles for longer (`CHATSYS_REDIS_RECOVERY_SETTLE`).
 const RENEW_EVERY: Duration = Duration::from_millis(250);
 /// How long a worker waits for more before it releases its hold.
 const RELEASE_WHEN_IDLE: Duration = Duration::from_millis(100);
@@ -16,35 +16,46 @@ const RELEASE_WHEN_IDLE: Duration = Duration::from_millis(100);
 /// This worker's hold ([`Holds`]) on commands it took and has not settled.
 pub(crate) struct Hold {
     holds: Arc<dyn Holds>,
-    /// When it was last claimed or renewed; `None` once released.
-    renewed: Option<tokio::time::Instant>,
+    /// When it was last claimed (or renewed); `None` once released.
+    claimed_at: Option<tokio::time::Instant>,
 }
 
 impl Hold {
     pub(crate) fn new(holds: Arc<dyn Holds>) -> Self {
-        Self { holds, renewed: None }
+        Self { holds, claimed_at: None }
     }
 
-    /// Whether a hold may stand in Redis (claimed or renewed, not released since).
+    /// Whether a hold may stand in Redis (claimed, not released since).
     pub(crate) fn is_held(&self) -> bool {
-        self.renewed.is_some()
+        self.claimed_at.is_some()
     }
 
-    /// Runs `work` (writing a batch) under the hold: claimed at once unless renewed a moment
-    /// ago, then renewed every [`RENEW_EVERY`] (a store that is away can hold a batch for
-    /// minutes). Once `work` ends the hold stands until released or lapsed, which covers
-    /// returning the deliveries of a batch that failed to the queue. A renewal that fails is logged: Redis is away too, and the recovery
-    /// that needs the hold cannot run without it either.
+    /// Runs `work` (a batch, until settled) under the hold: claimed at once unless claimed a
+    /// moment ago, then renewed every [`RENEW_EVERY`] (a store or an Elasticsearch that is
+    /// away can hold a batch for minutes; the counters' recovery waits as long). Between
+    /// batches the hold stands until it lapses ([`Holds::hold`]).
+    ///
+    /// A renewal that fails is logged and tried again: this worker cannot reach Redis. If
+    /// the API servers can, and Redis lost its data, they may re-seed without this hold.
     pub(crate) async fn during<T>(&mut self, work: impl Future<Output = T>) -> T {
         let holds = self.holds.clone();
-        let renewed = &mut self.renewed;
+        let claimed_at = &mut self.claimed_at;
         let renew = async move {
-            let mut due = renewed.map_or_else(tokio::time::Instant::now, |at| at + RENEW_EVERY);
+            let mut due = claimed_at.map_or_else(tokio::time::Instant::now, |at| at + RENEW_EVERY);
+            let mut failing = false;
             loop {
                 tokio::time::sleep_until(due).await;
                 match holds.hold().await {
-                    Ok(()) => *renewed = Some(tokio::time::Instant::now()),
-                    Err(e) => tracing::debug!(error = %e, "hold on the batch not renewed"),
+                    Ok(()) => {
+                        *claimed_at = Some(tokio::time::Instant::now());
+                        failing = false;
+                    }
+                    // once per streak of failures, not four times a second
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "hold on the batch not renewed: redis unreachable from this worker");
+                    }
+                    Err(_) => {}
                 }
                 due = tokio::time::Instant::now() + RENEW_EVERY;
             }
@@ -59,9 +70,96 @@ impl Hold {
     /// Releases the hold after [`RELEASE_WHEN_IDLE`]; the next batch claims it again at once.
     pub(crate) async fn release_when_idle(&mut self) {
         tokio::time::sleep(RELEASE_WHEN_IDLE).await;
-        self.renewed = None;
+        self.claimed_at = None;
         if let Err(e) = self.holds.release().await {
             tracing::debug!(error = %e, "hold not released; it lapses");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use chatsys_core::{Error, Result};
+    use tokio::time::{Instant, sleep};
+
+    use super::*;
+
+    /// Records when each call came, in the paused clock's milliseconds since `start`.
+    struct Recorded {
+        start: Instant,
+        calls: Mutex<Vec<(&'static str, u128)>>,
+        failing: bool,
+    }
+
+    impl Recorded {
+        fn new(failing: bool) -> Arc<Self> {
+            Arc::new(Self { start: Instant::now(), calls: Mutex::default(), failing })
+        }
+
+        fn record(&self, what: &'static str) -> Result<()> {
+            self.calls.lock().unwrap().push((what, self.start.elapsed().as_millis()));
+            if self.failing { Err(Error::unavailable("redis is unavailable")) } else { Ok(()) }
+        }
+
+        fn calls(&self) -> Vec<(&'static str, u128)> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl Holds for Recorded {
+        async fn hold(&self) -> Result<()> {
+            self.record("hold")
+        }
+
+        async fn release(&self) -> Result<()> {
+            self.record("release")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_worker_renews_its_hold_and_releases_it_once_idle() {
+        let redis = Recorded::new(false);
+        let mut hold = Hold::new(redis.clone());
+        assert!(!hold.is_held());
+        // a batch that takes 600 ms: claimed at once, renewed at 250 and 500
+        assert_eq!(
+            hold.during(async {
+                sleep(Duration::from_millis(600)).await;
+                7
+            })
+            .await,
+            7
+        );
+        // the next batch comes at once: the claim of 500 ms stands, renewed at 750
+        hold.during(sleep(Duration::from_millis(200))).await;
+        assert!(hold.is_held());
+        hold.release_when_idle().await;
+        assert!(!hold.is_held());
+        // after a release the next batch claims again at once
+        hold.during(sleep(Duration::from_millis(10))).await;
+        assert_eq!(
+            redis.calls(),
+            [("hold", 0), ("hold", 250), ("hold", 500), ("hold", 750), ("release", 900), ("hold", 900)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_that_cannot_reach_redis_still_settles_its_batches() {
+        let redis = Recorded::new(true);
+        let mut hold = Hold::new(redis.clone());
+        assert_eq!(
+            hold.during(async {
+                sleep(Duration::from_millis(300)).await;
+                "done"
+            })
+            .await,
+            "done"
+        );
+        assert!(!hold.is_held(), "never claimed: nothing to release");
+        assert_eq!(redis.calls(), [("hold", 0), ("hold", 250)], "tried again on schedule");
     }
 }
