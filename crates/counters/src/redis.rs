@@ -5,10 +5,10 @@
 //! A counter is never incremented while missing: a missing counter is seeded from the store
 //! with `SET NX`, and only while the sentinel key says Redis has not lost data since the
 //! counters were initialised. When the sentinel is gone, creates answer 503, one process
-//! (holding a lock) waits for the queue to drain and for the workers to settle what they took
-//! ([`crate::holds`]) so that every acknowledged create, edit and delete is in the store,
-//! then writes the sentinel back; counters then re-seed lazily from
-//! the store, versions included.
+//! (holding a lock) waits for the queue to drain and for the workers to settle what they
+//! took ([`crate::holds`]) so that every acknowledged create, edit and delete is in the
+//! store, then writes the sentinel back; counters then re-seed lazily from the store,
+//! versions included.
 //!
 //! Over 300 lines on purpose: the counter steps and the recovery after a data loss share
 //! their keys, scripts and sentinel.
