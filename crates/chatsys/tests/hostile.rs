@@ -195,3 +195,37 @@ async fn an_oversized_target_or_headers_get_a_problem_document() {
     assert!(big.headers.contains_key("x-request-id"));
     assert_eq!(server.get(&format!("/healthz?pad={}", "a".repeat(4_000))).await.status, 200, "below the limits");
 }
+
+/// A body over the limit, sent whole as a proxy sends it (nginx buffers the request, then
+/// writes all of it): the 413 comes after the body is read, so the connection stays usable.
+/// A server that answered and closed with the body unread would reset the connection, and
+/// a proxy still writing the body would lose the 413 and answer 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oversized_body_is_read_before_its_413_so_the_connection_lives_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let token = server.post("/applications", json!({"name": "big"})).await.json["token"].as_str().unwrap().to_owned();
+    let addr = address(&server);
+    let outcome = tokio::task::spawn_blocking(move || {
+        let body = format!("{{\"body\": \"{}\"}}", "x".repeat(1 << 20));
+        let request = format!(
+            "POST /applications/{token}/chats/1/messages HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let mut socket = TcpStream::connect(&addr).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let reader = socket.try_clone().unwrap();
+        let writer = std::thread::spawn(move || socket.write_all(request.as_bytes()));
+        let mut answers = String::new();
+        let _ = { reader }.read_to_string(&mut answers);
+        (writer.join().unwrap(), answers)
+    })
+    .await
+    .unwrap();
+    let (written, answers) = outcome;
+    assert!(written.is_ok(), "the whole request was taken: {written:?}");
+    assert!(answers.starts_with("HTTP/1.1 413"), "{}", &answers[..answers.len().min(300)]);
+    assert!(answers.contains("application/problem+json"), "{answers}");
+    assert!(answers.contains("HTTP/1.1 200"), "the request after it on the same connection is answered: {answers}");
+}
