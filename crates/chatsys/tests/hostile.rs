@@ -215,6 +215,7 @@ async fn an_oversized_body_is_read_before_its_413_so_the_connection_lives_on() {
         );
         let mut socket = TcpStream::connect(&addr).unwrap();
         socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        socket.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
         let reader = socket.try_clone().unwrap();
         let writer = std::thread::spawn(move || socket.write_all(request.as_bytes()));
         let mut answers = String::new();
