@@ -216,10 +216,10 @@ async fn an_oversized_body_is_read_before_its_413_so_the_connection_lives_on() {
         let mut socket = TcpStream::connect(&addr).unwrap();
         socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         socket.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-        let reader = socket.try_clone().unwrap();
+        let mut reader = socket.try_clone().unwrap();
         let writer = std::thread::spawn(move || socket.write_all(request.as_bytes()));
         let mut answers = String::new();
-        let _ = { reader }.read_to_string(&mut answers);
+        let _ = reader.read_to_string(&mut answers);
         (writer.join().unwrap(), answers)
     })
     .await

@@ -71,6 +71,20 @@ async fn lose(f: &Fixture) -> Arc<dyn Numbering> {
 
 numbering_contract!(open, lose);
 
+/// The next chat number once the counters have recovered, within `bound`.
+async fn next_chat_within(numbering: &RedisNumbering, app: chatsys_core::AppId, bound: Duration) -> ChatNumber {
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        match numbering.next_chat(app).await {
+            Ok(n) => return n,
+            Err(e) if e.kind() == chatsys_core::ErrorKind::Unavailable && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("recovery did not finish: {e}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn after_a_redis_data_loss_no_number_is_handed_out_twice() {
     let Some(f) = fixture().await else { return };
@@ -103,35 +117,12 @@ async fn after_a_redis_data_loss_no_number_is_handed_out_twice() {
     lose_everything(&f).await;
     let refused = numbering.next_chat(app).await.unwrap_err();
     assert_eq!(refused.kind(), chatsys_core::ErrorKind::Unavailable, "creates answer 503 while recovering");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let next = loop {
-        match numbering.next_chat(app).await {
-            Ok(n) => break n,
-            Err(e) if e.kind() == chatsys_core::ErrorKind::Unavailable && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("recovery did not finish: {e}"),
-        }
-    };
+    let next = next_chat_within(&numbering, app, Duration::from_secs(10)).await;
     assert_eq!(next, c(4), "numbering continues after the highest stored chat");
     assert!(!numbering.chat_exists(app, c(2)).await.unwrap(), "the chat voided before the loss stays void");
     assert_eq!(numbering.next_message(app, c(2)).await.unwrap(), None);
     assert_eq!(numbering.next_message(app, c(3)).await.unwrap().unwrap().get(), 3);
     assert!(numbering.chat_exists(app, c(4)).await.unwrap());
-}
-
-/// The next chat number once the counters have recovered, within `bound`.
-async fn next_chat_within(numbering: &RedisNumbering, app: chatsys_core::AppId, bound: Duration) -> ChatNumber {
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
-        match numbering.next_chat(app).await {
-            Ok(n) => return n,
-            Err(e) if e.kind() == chatsys_core::ErrorKind::Unavailable && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("recovery did not finish: {e}"),
-        }
-    }
 }
 
 #[tokio::test]
