@@ -80,11 +80,16 @@ async fn cursor_key(config: &Config, redis: &redis::aio::ConnectionManager) -> a
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mysql = open_store(&config).await?;
     let store = bounded(&mysql, &config);
-    let queue =
-        Arc::new(RabbitQueue::start(rabbit(&config)?).await.context("connecting to RabbitMQ (CHATSYS_AMQP_URL)")?);
     let redis = chatsys_counters::redis::connect(&url(&config.redis_url, "CHATSYS_REDIS_URL")?)
         .await
         .context("connecting to Redis (CHATSYS_REDIS_URL)")?;
+    let holds = Arc::new(RedisHolds::new(redis.clone(), &config.redis_prefix));
+    let queue = Arc::new(
+        RabbitQueue::start(rabbit(&config)?)
+            .await
+            .context("connecting to RabbitMQ (CHATSYS_AMQP_URL)")?
+            .with_holds(holds),
+    );
     let numbering = RedisNumbering::redis(
         redis.clone(),
         RedisNumberingConfig { prefix: config.redis_prefix.clone(), drain_settle: config.redis_recovery_settle },

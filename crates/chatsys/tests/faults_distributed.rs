@@ -76,11 +76,7 @@ async fn a_redis_data_loss_never_hands_out_a_number_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_data_loss_while_a_worker_holds_unwritten_creates_never_hands_out_a_number_twice() {
     let Some(mut cluster) = Cluster::start(1, 0, false).await else { return };
-    let database = &cluster.database.url;
-    let (scheme, rest) = database.split_once('@').expect("a database URL with a user");
-    let (address, name) = rest.split_once('/').expect("a database URL with a database");
-    let proxy = chatsys_testkit::proxy::Proxy::start(address).await;
-    let through = format!("{scheme}@{}/{name}", proxy.address);
+    let (proxy, through) = cluster.proxied("CHATSYS_DATABASE_URL").await;
     cluster.add_worker_with(&[("CHATSYS_DATABASE_URL", &through), ("CHATSYS_WRITE_TIMEOUT", "1s")]);
     let (front, token, chats, seeds) = setup(&cluster).await;
     let path = format!("/applications/{token}/chats/{}/messages", chats[0]);
@@ -106,19 +102,63 @@ async fn a_redis_data_loss_while_a_worker_holds_unwritten_creates_never_hands_ou
     }
 
     proxy.mend();
-    let until = tokio::time::Instant::now() + Duration::from_secs(30);
-    let after = loop {
-        let r = front.post(&path, json!({"body": "after"})).await;
-        if r.status == 201 || tokio::time::Instant::now() > until {
-            break r;
-        }
-        assert!(r.is_problem(503), "{r:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(after.status, 201, "creates resume once the held ones are written: {after:?}");
+    let after = next_message_within(&front, &path, Duration::from_secs(30)).await;
     let number = after.json["number"].as_u64().unwrap();
     assert_eq!(number, held[2] + 1, "numbering goes on above the held creates");
     acknowledged.push((chats[0], number, "after".to_owned()));
+    verify(&cluster, &token, &acknowledged).await;
+}
+
+/// Posts "after" to `path` until the counters have recovered (503 until then), within `bound`.
+async fn next_message_within(front: &Client, path: &str, bound: Duration) -> common::Reply {
+    let until = tokio::time::Instant::now() + bound;
+    loop {
+        let r = front.post(path, json!({"body": "after"})).await;
+        if r.status == 201 {
+            return r;
+        }
+        assert!(r.is_problem(503), "only 503 while the counters recover: {r:?}");
+        assert!(tokio::time::Instant::now() < until, "creates resume within {bound:?}: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A create numbered just before a Redis data loss can still be on its way to the broker,
+/// waiting for its confirm, when the counters recover. The recovery must wait for it, or the
+/// re-seeded counter hands its number out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_data_loss_while_a_create_waits_for_its_confirm_never_hands_out_a_number_twice() {
+    let Some(mut cluster) = Cluster::start(1, 1, false).await else { return };
+    let (front, token, chats, seeds) = setup(&cluster).await;
+    let (proxy, through) = cluster.proxied("CHATSYS_AMQP_URL").await;
+    cluster.add_api_with(&[("CHATSYS_AMQP_URL", &through)]);
+    let slow = Client::new(&cluster.apis[1].base);
+    let path = format!("/applications/{token}/chats/{}/messages", chats[0]);
+    let mut acknowledged = seeds;
+
+    proxy.cut();
+    let in_flight = tokio::spawn({
+        let path = path.clone();
+        async move { slow.post(&path, json!({"body": "in flight"})).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await; // numbered; its publish is held back
+    chatsys_testkit::redis::delete_prefix(&cluster.name).await;
+    // the recovery settles for 1 s in these tests: give it four
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < until {
+        let r = front.post(&path, json!({"body": "during"})).await;
+        assert!(r.is_problem(503), "no number while a create numbered before the loss is in flight: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    proxy.mend();
+    let confirmed = in_flight.await.unwrap();
+    assert_eq!(confirmed.status, 201, "the create in flight is confirmed once its broker answers: {confirmed:?}");
+    let held = confirmed.json["number"].as_u64().unwrap();
+    acknowledged.push((chats[0], held, "in flight".to_owned()));
+    let after = next_message_within(&front, &path, Duration::from_secs(30)).await;
+    assert_eq!(after.json["number"].as_u64(), Some(held + 1), "numbering goes on above the create in flight");
+    acknowledged.push((chats[0], held + 1, "after".to_owned()));
     verify(&cluster, &token, &acknowledged).await;
 }
 

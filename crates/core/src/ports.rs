@@ -273,16 +273,19 @@ pub trait Receipt: Send + 'static {
     async fn set_aside(self: Box<Self>, refused: Vec<Refused>);
 }
 
-/// Where a worker says that it holds commands taken from the queue and not yet settled.
-/// A broker counts those neither as waiting ([`CreateQueue::backlog`]) nor anywhere a client
-/// of AMQP can read; the numbering service waits for both to be empty before it re-seeds
-/// counters lost with Redis, since such a command's number is not in the store yet.
+/// Where a process says that it holds numbered commands that are neither waiting in the
+/// queue ([`CreateQueue::backlog`]) nor in the store: a worker's deliveries taken and not
+/// yet settled (a broker counts them nowhere a client of AMQP can read), an API server's
+/// creates sent and not yet confirmed. The numbering service waits until the queue is empty
+/// and no hold stands before it re-seeds counters lost with Redis, since such a command's
+/// number is not in the store yet.
 #[async_trait]
 pub trait Holds: Send + Sync + 'static {
-    /// Claims, or renews, this worker's hold for a short while (it lapses unless renewed:
-    /// a worker that died holds nothing, its deliveries went back to the queue).
+    /// Claims, or renews, this process's hold for a short while (it lapses unless renewed:
+    /// a process that died holds nothing; its deliveries went back to the queue, its
+    /// unconfirmed creates answered no client).
     async fn hold(&self) -> Result<()>;
-    /// Ends this worker's hold: it settled everything it took.
+    /// Ends this process's hold: it has nothing in hand.
     async fn release(&self) -> Result<()>;
 }
 

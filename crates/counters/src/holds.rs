@@ -1,7 +1,7 @@
-//! The holds of distributed mode's workers ([`Holds`]), in Redis beside the counters: a
-//! sorted set of workers, each scored with the Redis time its hold lapses at. The recovery
-//! after a data loss (`redis.rs`) counts the live ones; a hold lost with the data comes back
-//! at its worker's next renewal, well within the recovery's settle time.
+//! The holds of distributed mode's workers and API servers ([`Holds`]), in Redis beside the
+//! counters: a sorted set of processes, each scored with the Redis time its hold lapses at.
+//! The recovery after a data loss (`redis.rs`) counts the live ones; a hold lost with the
+//! data comes back at its process's next renewal, well within the recovery's settle time.
 
 use std::time::Duration;
 
@@ -23,14 +23,14 @@ fn key(prefix: &str) -> String {
 pub struct RedisHolds {
     redis: ConnectionManager,
     key: String,
-    worker: String,
+    holder: String,
     hold: Script,
 }
 
 impl RedisHolds {
     pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
-        let worker = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
-        Self { redis, key: key(prefix), worker, hold: Script::new(include_str!("lua/hold.lua")) }
+        let holder = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+        Self { redis, key: key(prefix), holder, hold: Script::new(include_str!("lua/hold.lua")) }
     }
 }
 
@@ -40,7 +40,7 @@ impl Holds for RedisHolds {
         let _: i64 = self
             .hold
             .key(&self.key)
-            .arg(&self.worker)
+            .arg(&self.holder)
             .arg(HOLD_LIFE.as_millis() as u64)
             .invoke_async(&mut self.redis.clone())
             .await
@@ -51,7 +51,7 @@ impl Holds for RedisHolds {
     async fn release(&self) -> Result<()> {
         let _: i64 = redis::cmd("ZREM")
             .arg(&self.key)
-            .arg(&self.worker)
+            .arg(&self.holder)
             .query_async(&mut self.redis.clone())
             .await
             .map_err(redis_error)?;
@@ -59,7 +59,7 @@ impl Holds for RedisHolds {
     }
 }
 
-/// How many workers of the deployment under `prefix` hold commands now.
+/// How many processes of the deployment under `prefix` hold commands now.
 pub(crate) async fn live_holds(redis: &mut ConnectionManager, prefix: &str) -> Result<u64> {
     static LIVE_HOLDS: std::sync::LazyLock<Script> =
         std::sync::LazyLock::new(|| Script::new(include_str!("lua/holds.lua")));

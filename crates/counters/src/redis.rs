@@ -5,9 +5,9 @@
 //! A counter is never incremented while missing: a missing counter is seeded from the store
 //! with `SET NX`, and only while the sentinel key says Redis has not lost data since the
 //! counters were initialised. When the sentinel is gone, creates answer 503, one process
-//! (holding a lock) waits for the queue to drain and for the workers to settle what they
-//! took ([`crate::holds`]) so that every acknowledged create, edit and delete is in the
-//! store, then writes the sentinel back; counters then re-seed lazily from the store,
+//! (holding a lock) waits for the queue to drain, for the workers to settle what they took
+//! and for the API servers' creates on their way to be confirmed ([`crate::holds`]), so that
+//! every acknowledged create, edit and delete is in the store, then writes the sentinel back; counters then re-seed lazily from the store,
 //! versions included.
 //!
 //! Over 300 lines on purpose: the counter steps and the recovery after a data loss share
@@ -59,8 +59,8 @@ pub(crate) fn redis_error(e: redis::RedisError) -> Error {
 pub struct RedisNumberingConfig {
     /// Prepended to every key (several deployments, or tests, can share one Redis).
     pub prefix: String,
-    /// After a data loss: how long the queue must stay empty, and no worker hold commands,
-    /// before the counters re-seed. Longer than a worker's renewal of its hold.
+    /// After a data loss: how long the queue must stay empty, and no process hold commands,
+    /// before the counters re-seed. Longer than a process's renewal of its hold.
     pub drain_settle: Duration,
 }
 
@@ -129,7 +129,7 @@ impl RedisCounters {
     }
 }
 
-/// Waits for the queue to drain and the workers' holds to end, then writes the sentinel,
+/// Waits for the queue to drain and every process's hold to end, then writes the sentinel,
 /// holding the recovery lock; a process that does not get the lock waits for the sentinel
 /// instead.
 async fn recover(
@@ -167,8 +167,9 @@ async fn recover(
         metrics::counter!("chatsys_counter_recoveries_total").increment(1);
         let mut quiet_since = tokio::time::Instant::now();
         loop {
-            // commands waiting in the queue, or taken by a worker that has not written them
-            // (a hold lost with the data is back at the worker's next renewal)
+            // commands waiting in the queue, taken by a worker that has not written them, or
+            // sent by an API server and not confirmed (a hold lost with the data is back at
+            // its process's next renewal)
             if queue.backlog().await? > 0 || live_holds(&mut redis, &config.prefix).await? > 0 {
                 quiet_since = tokio::time::Instant::now();
             } else if quiet_since.elapsed() >= config.drain_settle {

@@ -3,6 +3,7 @@
 //! RabbitMQ for distributed mode. Both sides gather items with the one [`batcher`].
 
 pub mod batcher;
+pub mod hold;
 pub mod in_process;
 pub mod rabbitmq;
 

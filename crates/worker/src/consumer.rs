@@ -12,8 +12,7 @@ use chatsys_core::ports::{
 use chatsys_core::{Error, ErrorKind, Queued, Result};
 
 use chatsys_queue::batcher::{BatchConfig, Deliveries, next_batch};
-
-use crate::hold::Hold;
+use chatsys_queue::hold::Hold;
 
 pub struct Consumer {
     source: Box<dyn CommandSource>,

@@ -63,6 +63,18 @@ impl Cluster {
         Some(cluster)
     }
 
+    /// The URL of `service` (its `CHATSYS_*_URL`) with its host and port replaced by those of
+    /// a [`chatsys_testkit::proxy::Proxy`] started in front of it.
+    pub async fn proxied(&self, variable: &str) -> (chatsys_testkit::proxy::Proxy, String) {
+        let env = self.env();
+        let url = &env.iter().find(|(k, _)| k == variable).expect("a URL the cluster sets").1;
+        let (scheme, rest) = url.split_once('@').expect("a URL with a user");
+        let (address, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let proxy = chatsys_testkit::proxy::Proxy::start(address).await;
+        let through = format!("{scheme}@{}/{path}", proxy.address);
+        (proxy, through)
+    }
+
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![
             ("CHATSYS_DATABASE_URL".to_owned(), self.database.url.clone()),
@@ -98,6 +110,13 @@ impl Cluster {
     /// An API server run through `wrapper` (e.g. `faketime -f -30s`: a clock 30 s behind).
     pub fn add_api_wrapped(&mut self, wrapper: &[&str]) {
         let api = self.spawn(wrapper, "serve", &[]);
+        self.apis.push(api);
+    }
+
+    /// An API server whose environment differs from the cluster's in `overrides` (e.g. its
+    /// broker reached through a [`chatsys_testkit::proxy::Proxy`]).
+    pub fn add_api_with(&mut self, overrides: &[(&str, &str)]) {
+        let api = self.spawn(&[], "serve", overrides);
         self.apis.push(api);
     }
 

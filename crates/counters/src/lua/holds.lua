@@ -1,4 +1,4 @@
--- How many workers hold commands now: lapsed holds are removed first.
+-- How many processes hold commands now: lapsed holds are removed first.
 -- KEYS[1]: the sorted set of holds
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)

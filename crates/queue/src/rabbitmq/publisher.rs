@@ -1,19 +1,22 @@
 //! The producer side, shared by all handlers of one API process: creates gathered into
-//! persistent messages on several confirming channels, each answered by its confirm.
+//! persistent messages on several confirming channels, each answered by its confirm. While
+//! any create is on its way, the process holds ([`Holds`]): its number is neither in the
+//! queue nor in the store yet.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use chatsys_core::ports::{CreateQueue, Durability};
+use chatsys_core::ports::{CreateQueue, Durability, Holds};
 use chatsys_core::{Error, Queued, Result};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use super::{RabbitConfig, STEP_TIMEOUT, bounded, broker_error, connect, declare};
 use crate::batcher::next_batch;
+use crate::hold::Hold;
 
 const PUBLISH_CHANNELS: usize = 4;
 
@@ -63,11 +66,40 @@ impl Links {
     }
 }
 
-type Ack = oneshot::Sender<Result<()>>;
+/// The way back to a create's caller. The create counts as on its way while this lives:
+/// until its confirm or failure is known, even once its caller stopped waiting.
+struct Ack {
+    reply: oneshot::Sender<Result<()>>,
+    _on_its_way: OnItsWay,
+}
+
+/// One create in the count of those on their way; receivers hear only when the count
+/// leaves or reaches zero.
+struct OnItsWay(Arc<watch::Sender<usize>>);
+
+impl OnItsWay {
+    fn new(count: &Arc<watch::Sender<usize>>) -> Self {
+        count.send_if_modified(|n| {
+            *n += 1;
+            *n == 1
+        });
+        Self(count.clone())
+    }
+}
+
+impl Drop for OnItsWay {
+    fn drop(&mut self) {
+        self.0.send_if_modified(|n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
+}
 
 pub struct RabbitQueue {
     links: Arc<Links>,
     tx: mpsc::Sender<(Queued, Ack)>,
+    on_their_way: Arc<watch::Sender<usize>>,
 }
 
 impl RabbitQueue {
@@ -78,7 +110,26 @@ impl RabbitQueue {
         links.get().await?;
         let (tx, rx) = mpsc::channel(config.batch.max_commands * 16);
         tokio::spawn(publish_loop(links.clone(), rx));
-        Ok(Self { links, tx })
+        Ok(Self { links, tx, on_their_way: Arc::new(watch::Sender::new(0)) })
+    }
+
+    /// Holds while creates are on their way to the broker: after a Redis data loss the
+    /// counters must not re-seed below their numbers.
+    pub fn with_holds(self, holds: Arc<dyn Holds>) -> Self {
+        tokio::spawn(hold_while_on_their_way(self.on_their_way.subscribe(), holds));
+        self
+    }
+}
+
+async fn hold_while_on_their_way(mut count: watch::Receiver<usize>, holds: Arc<dyn Holds>) {
+    let mut hold = Hold::new(holds);
+    // ends with the queue
+    while count.wait_for(|n| *n > 0).await.is_ok() {
+        let _ = hold.during(count.wait_for(|n| *n == 0)).await;
+        tokio::select! {
+            () = hold.release_when_idle() => {}
+            _ = count.wait_for(|n| *n > 0) => {}
+        }
     }
 }
 
@@ -144,7 +195,7 @@ fn settle(acks: Vec<Ack>, outcome: Result<()>) {
             Ok(()) => Ok(()),
             Err(e) => Err(Error::unavailable(e.detail().to_owned())),
         };
-        let _ = ack.send(copy);
+        let _ = ack.reply.send(copy);
     }
     if let Err(e) = outcome {
         tracing::warn!(error = %e, cause = ?std::error::Error::source(&e).map(ToString::to_string), "commands not accepted by the broker");
@@ -162,7 +213,8 @@ impl CreateQueue for RabbitQueue {
     async fn submit(&self, command: Queued) -> Result<()> {
         let in_flight = metrics::gauge!("chatsys_queue_in_flight");
         in_flight.increment(1);
-        let (ack, acked) = oneshot::channel();
+        let (reply, acked) = oneshot::channel();
+        let ack = Ack { reply, _on_its_way: OnItsWay::new(&self.on_their_way) };
         // the publisher bounds each step; this bounds the whole, waiting in line included
         let limit = self.links.config.confirm_timeout + STEP_TIMEOUT * 2;
         let result = bounded(limit, "confirming a create", async {

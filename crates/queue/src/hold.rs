@@ -1,43 +1,45 @@
-//! A worker's hold ([`Holds`]) on the commands it took from the queue and has not settled:
-//! what lets the numbering service, after a Redis data loss, wait for commands the broker
-//! no longer counts as waiting (`crates/counters/src/holds.rs` keeps the holds).
+//! A process's hold ([`Holds`]) on commands that carry numbers and are not yet where the
+//! numbering service's recovery looks (the queue's ready count, or the store): a worker's
+//! deliveries it has not settled, an API server's creates waiting for the broker's confirm.
+//! After a Redis data loss the counters wait for every hold before they re-seed
+//! (`crates/counters/src/holds.rs` keeps the holds).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chatsys_core::ports::Holds;
 
-/// How often a busy worker renews its hold: a hold lost with Redis's data is back within
+/// How often a busy process renews its hold: a hold lost with Redis's data is back within
 /// this, and the counters' recovery settles for longer (`CHATSYS_REDIS_RECOVERY_SETTLE`).
 const RENEW_EVERY: Duration = Duration::from_millis(250);
-/// How long a worker waits for more before it releases its hold.
+/// How long a process waits for more before it releases its hold.
 const RELEASE_WHEN_IDLE: Duration = Duration::from_millis(100);
 
-/// This worker's hold ([`Holds`]) on commands it took and has not settled.
-pub(crate) struct Hold {
+/// This process's hold ([`Holds`]) on commands it has in hand.
+pub struct Hold {
     holds: Arc<dyn Holds>,
     /// When it was last claimed (or renewed); `None` once released.
     claimed_at: Option<tokio::time::Instant>,
 }
 
 impl Hold {
-    pub(crate) fn new(holds: Arc<dyn Holds>) -> Self {
+    pub fn new(holds: Arc<dyn Holds>) -> Self {
         Self { holds, claimed_at: None }
     }
 
     /// Whether a hold may stand in Redis (claimed, not released since).
-    pub(crate) fn is_held(&self) -> bool {
+    pub fn is_held(&self) -> bool {
         self.claimed_at.is_some()
     }
 
-    /// Runs `work` (a batch, until settled) under the hold: claimed at once unless claimed a
+    /// Runs `work` (a batch until settled, commands until confirmed) under the hold: claimed at once unless claimed a
     /// moment ago, then renewed every [`RENEW_EVERY`] (a store or an Elasticsearch that is
     /// away can hold a batch for minutes; the counters' recovery waits as long). Between
     /// batches the hold stands until it lapses ([`Holds::hold`]).
     ///
-    /// A renewal that fails is logged and tried again: this worker cannot reach Redis. If
-    /// the API servers can, and Redis lost its data, they may re-seed without this hold.
-    pub(crate) async fn during<T>(&mut self, work: impl Future<Output = T>) -> T {
+    /// A renewal that fails is logged and tried again: this process cannot reach Redis. If
+    /// other API servers can, and Redis lost its data, they may re-seed without this hold.
+    pub async fn during<T>(&mut self, work: impl Future<Output = T>) -> T {
         let holds = self.holds.clone();
         let claimed_at = &mut self.claimed_at;
         let renew = async move {
@@ -53,7 +55,7 @@ impl Hold {
                     // once per streak of failures, not four times a second
                     Err(e) if !failing => {
                         failing = true;
-                        tracing::warn!(error = %e, "hold on the batch not renewed: redis unreachable from this worker");
+                        tracing::warn!(error = %e, "hold on commands in hand not renewed: redis unreachable from this process");
                     }
                     Err(_) => {}
                 }
@@ -67,8 +69,8 @@ impl Hold {
         }
     }
 
-    /// Releases the hold after [`RELEASE_WHEN_IDLE`]; the next batch claims it again at once.
-    pub(crate) async fn release_when_idle(&mut self) {
+    /// Releases the hold after [`RELEASE_WHEN_IDLE`]; the next work claims it again at once.
+    pub async fn release_when_idle(&mut self) {
         tokio::time::sleep(RELEASE_WHEN_IDLE).await;
         self.claimed_at = None;
         if let Err(e) = self.holds.release().await {
