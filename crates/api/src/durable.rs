@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use chatsys_core::ports::Durability;
+use chatsys_core::ports::{Durability, OnItsWay};
 use chatsys_core::{Command, Error, Queued, Version};
 use tracing::Instrument as _;
 
@@ -91,12 +91,15 @@ pub(crate) async fn forget_answers(state: &AppState, path: &str) {
 }
 
 /// Submits a create; on failure, voids its number (and sends its tombstone where needed).
+/// Its number counts as on its way until its item or its tombstone is queued: after a Redis
+/// data loss, the counters must not re-seed below it while the create may still arrive.
 pub(crate) async fn create(state: &AppState, queued: Queued) -> Result<(), ApiError> {
     let command = queued.command.clone();
+    let on_its_way = state.queue.on_its_way();
     match state.queue.submit(queued).await {
         Ok(()) => Ok(()),
         Err(e) => {
-            forsake(state, command).await;
+            forsake(state, command, on_its_way).await;
             Err(e.into())
         }
     }
@@ -105,7 +108,7 @@ pub(crate) async fn create(state: &AppState, queued: Queued) -> Result<(), ApiEr
 /// How long a tombstone keeps trying to follow a failed create.
 const TOMBSTONE_PATIENCE: Duration = Duration::from_secs(600);
 
-async fn forsake(state: &AppState, command: Command) {
+async fn forsake(state: &AppState, command: Command, on_its_way: OnItsWay) {
     let (voided, tombstone) = match command {
         Command::CreateChat { app, chat, at } => {
             (state.numbering.void_chat(app, chat).await, Command::DeleteChat { app, chat, at })
@@ -121,11 +124,12 @@ async fn forsake(state: &AppState, command: Command) {
     }
     if state.queue.durability() == Durability::Queued {
         let state = state.clone();
-        tokio::spawn(async move { follow_with(state, tombstone).await });
+        tokio::spawn(async move { follow_with(state, tombstone, on_its_way).await });
     }
 }
 
-async fn follow_with(state: AppState, tombstone: Command) {
+/// Queues `tombstone`, retrying; the failed create counts as on its way until then.
+async fn follow_with(state: AppState, tombstone: Command, _on_its_way: OnItsWay) {
     let started = tokio::time::Instant::now();
     let mut wait = Duration::from_millis(500);
     loop {

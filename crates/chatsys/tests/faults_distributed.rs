@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::Client;
 use common::cluster::Cluster;
-use common::load::{Load, setup, verify};
+use common::load::{Load, setup, verify, verify_exactly};
 use futures::stream::{self, StreamExt as _};
 use serde_json::json;
 
@@ -123,6 +123,18 @@ async fn next_message_within(front: &Client, path: &str, bound: Duration) -> com
     }
 }
 
+/// Waits until `api` has numbered a create and waits for the broker to take it.
+async fn a_create_waits_for_the_broker(api: &Client) {
+    for _ in 0..200 {
+        let metrics = api.get("/metrics").await.text;
+        if metrics.lines().any(|l| l.starts_with("chatsys_queue_in_flight ") && l != "chatsys_queue_in_flight 0") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no create waits for the broker");
+}
+
 /// A create numbered just before a Redis data loss can still be on its way to the broker,
 /// waiting for its confirm, when the counters recover. The recovery must wait for it, or the
 /// re-seeded counter hands its number out again.
@@ -141,7 +153,7 @@ async fn a_redis_data_loss_while_a_create_waits_for_its_confirm_never_hands_out_
         let path = path.clone();
         async move { slow.post(&path, json!({"body": "in flight"})).await }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await; // numbered; its publish is held back
+    a_create_waits_for_the_broker(&cluster.apis[1]).await;
     chatsys_testkit::redis::delete_prefix(&cluster.name).await;
     // the recovery settles for 1 s in these tests: give it four
     let until = tokio::time::Instant::now() + Duration::from_secs(4);
@@ -160,6 +172,46 @@ async fn a_redis_data_loss_while_a_create_waits_for_its_confirm_never_hands_out_
     assert_eq!(after.json["number"].as_u64(), Some(held + 1), "numbering goes on above the create in flight");
     acknowledged.push((chats[0], held + 1, "after".to_owned()));
     verify(&cluster, &token, &acknowledged).await;
+}
+
+/// A create whose broker stops answering fails with 503, and the tombstone that must follow
+/// it waits while the broker refuses connections; the create itself may still reach the
+/// broker later. A Redis data loss meanwhile must not re-seed the counters below its number
+/// before its tombstone is queued, in the pauses between the tombstone's tries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_data_loss_while_a_failed_create_waits_for_its_tombstone_never_hands_out_its_number() {
+    let Some(mut cluster) = Cluster::start(1, 1, false).await else { return };
+    let (front, token, chats, seeds) = setup(&cluster).await;
+    let (proxy, through) = cluster.proxied("CHATSYS_AMQP_URL").await;
+    cluster.add_api_with(&[("CHATSYS_AMQP_URL", &through), ("CHATSYS_WRITE_TIMEOUT", "1s")]);
+    let slow = Client::new(&cluster.apis[1].base);
+    let path = format!("/applications/{token}/chats/{}/messages", chats[0]);
+    let mut acknowledged = seeds;
+
+    proxy.cut();
+    proxy.refuse_new();
+    let failing = tokio::spawn({
+        let path = path.clone();
+        async move { slow.post(&path, json!({"body": "failed"})).await }
+    });
+    a_create_waits_for_the_broker(&cluster.apis[1]).await;
+    chatsys_testkit::redis::delete_prefix(&cluster.name).await;
+    // the create fails after 1 s; its tombstone's tries fail at once, 0.5, 1, 2 and 4 s apart,
+    // and the recovery settles for 1 s in these tests
+    let until = tokio::time::Instant::now() + Duration::from_secs(7);
+    while tokio::time::Instant::now() < until {
+        let r = front.post(&path, json!({"body": "during"})).await;
+        assert!(r.is_problem(503), "no number while a failed create's tombstone is not queued: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failed = failing.await.unwrap();
+    assert!(failed.is_problem(503), "a create whose broker stopped answering fails: {failed:?}");
+
+    proxy.mend();
+    let after = next_message_within(&front, &path, Duration::from_secs(30)).await;
+    assert_eq!(after.json["number"].as_u64(), Some(3), "the failed create's number (2) stays used");
+    acknowledged.push((chats[0], 3, "after".to_owned()));
+    verify_exactly(&cluster, &token, &acknowledged).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -246,6 +246,25 @@ pub trait CreateQueue: Send + Sync + 'static {
     /// Commands accepted but not yet taken by a worker (a broker's ready messages), where the
     /// queue can tell.
     async fn backlog(&self) -> Result<u64>;
+
+    /// Counts a numbered command as on its way for as long as the guard lives, beyond its
+    /// own `submit`: a create that failed, until its tombstone is queued. A queue whose
+    /// process holds ([`Holds`]) while commands are on their way holds meanwhile.
+    fn on_its_way(&self) -> OnItsWay {
+        OnItsWay::default()
+    }
+}
+
+/// See [`CreateQueue::on_its_way`]: counted until dropped.
+#[derive(Default)]
+pub struct OnItsWay {
+    _counted: Option<Box<dyn Send + Sync>>,
+}
+
+impl OnItsWay {
+    pub fn new(counted: impl Send + Sync + 'static) -> Self {
+        Self { _counted: Some(Box::new(counted)) }
+    }
 }
 
 /// The consumer side of the create pipeline: deliveries of one or more commands each,

@@ -7,8 +7,8 @@
 //! counters were initialised. When the sentinel is gone, creates answer 503, one process
 //! (holding a lock) waits for the queue to drain, for the workers to settle what they took
 //! and for the API servers' creates on their way to be confirmed ([`crate::holds`]), so that
-//! every acknowledged create, edit and delete is in the store, then writes the sentinel back; counters then re-seed lazily from the store,
-//! versions included.
+//! every acknowledged create, edit and delete is in the store, then writes the sentinel
+//! back; counters then re-seed lazily from the store, versions included.
 //!
 //! Over 300 lines on purpose: the counter steps and the recovery after a data loss share
 //! their keys, scripts and sentinel.

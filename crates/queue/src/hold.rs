@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatsys_core::ports::Holds;
+use tokio::sync::watch;
 
 /// How often a busy process renews its hold: a hold lost with Redis's data is back within
 /// this, and the counters' recovery settles for longer (`CHATSYS_REDIS_RECOVERY_SETTLE`).
@@ -32,10 +33,10 @@ impl Hold {
         self.claimed_at.is_some()
     }
 
-    /// Runs `work` (a batch until settled, commands until confirmed) under the hold: claimed at once unless claimed a
-    /// moment ago, then renewed every [`RENEW_EVERY`] (a store or an Elasticsearch that is
-    /// away can hold a batch for minutes; the counters' recovery waits as long). Between
-    /// batches the hold stands until it lapses ([`Holds::hold`]).
+    /// Runs `work` (a batch until settled, say) under the hold: claimed at once unless
+    /// claimed a moment ago, then renewed every [`RENEW_EVERY`] (a store or an Elasticsearch
+    /// that is away can hold a batch for minutes; the counters' recovery waits as long).
+    /// Between two works the hold stands until [`Hold::release_when_idle`] ends it.
     ///
     /// A renewal that fails is logged and tried again: this process cannot reach Redis. If
     /// other API servers can, and Redis lost its data, they may re-seed without this hold.
@@ -55,7 +56,7 @@ impl Hold {
                     // once per streak of failures, not four times a second
                     Err(e) if !failing => {
                         failing = true;
-                        tracing::warn!(error = %e, "hold on commands in hand not renewed: redis unreachable from this process");
+                        tracing::warn!(error = %e, "hold not renewed: redis unreachable from this process");
                     }
                     Err(_) => {}
                 }
@@ -75,6 +76,52 @@ impl Hold {
         self.claimed_at = None;
         if let Err(e) = self.holds.release().await {
             tracing::debug!(error = %e, "hold not released; it lapses");
+        }
+    }
+}
+
+/// A count of things in hand (an API server's creates on their way to the broker) that
+/// [`hold_while_any`] covers with a hold.
+#[derive(Clone, Default)]
+pub struct InHand(Arc<watch::Sender<usize>>);
+
+impl InHand {
+    /// Counts one more thing in hand until the guard is dropped.
+    pub fn count(&self) -> Counted {
+        // receivers hear only when the count leaves or reaches zero
+        self.0.send_if_modified(|n| {
+            *n += 1;
+            *n == 1
+        });
+        Counted(self.0.clone())
+    }
+
+    pub fn watch(&self) -> watch::Receiver<usize> {
+        self.0.subscribe()
+    }
+}
+
+/// One thing in an [`InHand`] count.
+pub struct Counted(Arc<watch::Sender<usize>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.send_if_modified(|n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
+}
+
+/// Holds while the count is above zero, and releases once it has stayed at zero for a
+/// moment; ends when the count ends.
+pub async fn hold_while_any(mut count: watch::Receiver<usize>, holds: Arc<dyn Holds>) {
+    let mut hold = Hold::new(holds);
+    while count.wait_for(|n| *n > 0).await.is_ok() {
+        let _ = hold.during(count.wait_for(|n| *n == 0)).await;
+        tokio::select! {
+            () = hold.release_when_idle() => {}
+            _ = count.wait_for(|n| *n > 0) => {}
         }
     }
 }
@@ -163,5 +210,29 @@ mod tests {
         );
         assert!(!hold.is_held(), "never claimed: nothing to release");
         assert_eq!(redis.calls(), [("hold", 0), ("hold", 250)], "tried again on schedule");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_count_is_held_while_above_zero_and_released_once_it_stays_at_zero() {
+        let redis = Recorded::new(false);
+        let in_hand = InHand::default();
+        let holding = tokio::spawn(hold_while_any(in_hand.watch(), redis.clone()));
+        sleep(Duration::from_millis(100)).await;
+        // two in hand from 100 ms: claimed at once; one left at 300, none at 400, renewed at 350
+        let (first, second) = (in_hand.count(), in_hand.count());
+        sleep(Duration::from_millis(200)).await;
+        drop(first);
+        sleep(Duration::from_millis(100)).await;
+        drop(second);
+        // back within the moment (at 450): the hold stands, renewed on schedule at 600
+        sleep(Duration::from_millis(50)).await;
+        let again = in_hand.count();
+        sleep(Duration::from_millis(250)).await;
+        drop(again);
+        // none from 700: released at 800
+        sleep(Duration::from_millis(500)).await;
+        assert_eq!(redis.calls(), [("hold", 100), ("hold", 350), ("hold", 600), ("release", 800)]);
+        drop(in_hand);
+        tokio::time::timeout(Duration::from_secs(1), holding).await.expect("ends with its count").unwrap();
     }
 }

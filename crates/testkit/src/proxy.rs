@@ -1,8 +1,9 @@
 //! A TCP forwarder in front of a service that a test can cut: while cut, every connection
 //! through it stays open and nothing passes (a black-holed port, as a hung network looks to
 //! the process using it), for that one process only, the service itself untouched. New
-//! connections are still accepted while cut, and mending passes on what was held back
-//! (a real black hole would drop it: the process's retries cover both).
+//! connections are still accepted while cut, unless the proxy also refuses them (a service
+//! that is down for new connections), and mending passes on what was held back (a real
+//! black hole would drop it: the process's retries cover both).
 
 use std::net::SocketAddr;
 
@@ -14,6 +15,7 @@ pub struct Proxy {
     /// Where clients connect instead of the service.
     pub address: SocketAddr,
     cut: watch::Sender<bool>,
+    refusing: watch::Sender<bool>,
     accepting: tokio::task::JoinHandle<()>,
 }
 
@@ -23,11 +25,15 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port for the proxy");
         let address = listener.local_addr().unwrap();
         let (cut, watching) = watch::channel(false);
+        let (refusing, refused) = watch::channel(false);
         let target = target.to_owned();
         let accepting = tokio::spawn(async move {
             // the connections end with the proxy
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
+                if *refused.borrow() {
+                    continue; // closed at once
+                }
                 let (target, watching) = (target.clone(), watching.clone());
                 connections.spawn(async move {
                     let Ok(service) = TcpStream::connect(&target).await else { return };
@@ -41,7 +47,7 @@ impl Proxy {
                 });
             }
         });
-        Proxy { address, cut, accepting }
+        Proxy { address, cut, refusing, accepting }
     }
 
     /// From now on nothing passes, in either direction, on any connection.
@@ -49,9 +55,16 @@ impl Proxy {
         self.cut.send_replace(true);
     }
 
-    /// Everything held back passes, and whatever comes after.
+    /// Everything held back passes, and whatever comes after; new connections are taken.
     pub fn mend(&self) {
+        self.refusing.send_replace(false);
         self.cut.send_replace(false);
+    }
+
+    /// From now on new connections are closed as soon as they come (the connections open
+    /// are left as they are).
+    pub fn refuse_new(&self) {
+        self.refusing.send_replace(true);
     }
 }
 

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use chatsys_core::ports::{CreateQueue, Durability, Holds};
+use chatsys_core::ports::{CreateQueue, Durability, Holds, OnItsWay};
 use chatsys_core::{Error, Queued, Result};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
-use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{RabbitConfig, STEP_TIMEOUT, bounded, broker_error, connect, declare};
 use crate::batcher::next_batch;
-use crate::hold::Hold;
+use crate::hold::{Counted, InHand, hold_while_any};
 
 const PUBLISH_CHANNELS: usize = 4;
 
@@ -70,36 +70,13 @@ impl Links {
 /// until its confirm or failure is known, even once its caller stopped waiting.
 struct Ack {
     reply: oneshot::Sender<Result<()>>,
-    _on_its_way: OnItsWay,
-}
-
-/// One create in the count of those on their way; receivers hear only when the count
-/// leaves or reaches zero.
-struct OnItsWay(Arc<watch::Sender<usize>>);
-
-impl OnItsWay {
-    fn new(count: &Arc<watch::Sender<usize>>) -> Self {
-        count.send_if_modified(|n| {
-            *n += 1;
-            *n == 1
-        });
-        Self(count.clone())
-    }
-}
-
-impl Drop for OnItsWay {
-    fn drop(&mut self) {
-        self.0.send_if_modified(|n| {
-            *n -= 1;
-            *n == 0
-        });
-    }
+    _counted: Counted,
 }
 
 pub struct RabbitQueue {
     links: Arc<Links>,
     tx: mpsc::Sender<(Queued, Ack)>,
-    on_their_way: Arc<watch::Sender<usize>>,
+    on_their_way: InHand,
 }
 
 impl RabbitQueue {
@@ -110,26 +87,14 @@ impl RabbitQueue {
         links.get().await?;
         let (tx, rx) = mpsc::channel(config.batch.max_commands * 16);
         tokio::spawn(publish_loop(links.clone(), rx));
-        Ok(Self { links, tx, on_their_way: Arc::new(watch::Sender::new(0)) })
+        Ok(Self { links, tx, on_their_way: InHand::default() })
     }
 
     /// Holds while creates are on their way to the broker: after a Redis data loss the
     /// counters must not re-seed below their numbers.
     pub fn with_holds(self, holds: Arc<dyn Holds>) -> Self {
-        tokio::spawn(hold_while_on_their_way(self.on_their_way.subscribe(), holds));
+        tokio::spawn(hold_while_any(self.on_their_way.watch(), holds));
         self
-    }
-}
-
-async fn hold_while_on_their_way(mut count: watch::Receiver<usize>, holds: Arc<dyn Holds>) {
-    let mut hold = Hold::new(holds);
-    // ends with the queue
-    while count.wait_for(|n| *n > 0).await.is_ok() {
-        let _ = hold.during(count.wait_for(|n| *n == 0)).await;
-        tokio::select! {
-            () = hold.release_when_idle() => {}
-            _ = count.wait_for(|n| *n > 0) => {}
-        }
     }
 }
 
@@ -214,7 +179,7 @@ impl CreateQueue for RabbitQueue {
         let in_flight = metrics::gauge!("chatsys_queue_in_flight");
         in_flight.increment(1);
         let (reply, acked) = oneshot::channel();
-        let ack = Ack { reply, _on_its_way: OnItsWay::new(&self.on_their_way) };
+        let ack = Ack { reply, _counted: self.on_their_way.count() };
         // the publisher bounds each step; this bounds the whole, waiting in line included
         let limit = self.links.config.confirm_timeout + STEP_TIMEOUT * 2;
         let result = bounded(limit, "confirming a create", async {
@@ -228,6 +193,10 @@ impl CreateQueue for RabbitQueue {
 
     fn durability(&self) -> Durability {
         Durability::Queued
+    }
+
+    fn on_its_way(&self) -> OnItsWay {
+        OnItsWay::new(self.on_their_way.count())
     }
 
     async fn backlog(&self) -> Result<u64> {
