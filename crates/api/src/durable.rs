@@ -91,8 +91,9 @@ pub(crate) async fn forget_answers(state: &AppState, path: &str) {
 }
 
 /// Submits a create; on failure, voids its number (and sends its tombstone where needed).
-/// Its number counts as on its way until its item or its tombstone is queued: after a Redis
-/// data loss, the counters must not re-seed below it while the create may still arrive.
+/// Its number counts as on its way until its item or its tombstone is queued (or the
+/// tombstone is given up): after a Redis data loss, the counters must not re-seed below it
+/// while the create may still arrive.
 pub(crate) async fn create(state: &AppState, queued: Queued) -> Result<(), ApiError> {
     let command = queued.command.clone();
     let on_its_way = state.queue.on_its_way();

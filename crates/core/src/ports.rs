@@ -295,7 +295,8 @@ pub trait Receipt: Send + 'static {
 /// Where a process says that it holds numbered commands that are neither waiting in the
 /// queue ([`CreateQueue::backlog`]) nor in the store: a worker's deliveries taken and not
 /// yet settled (a broker counts them nowhere a client of AMQP can read), an API server's
-/// creates sent and not yet confirmed. The numbering service waits until the queue is empty
+/// commands sent and not yet confirmed, and its failed creates whose tombstone is not yet
+/// queued. The numbering service waits until the queue is empty
 /// and no hold stands before it re-seeds counters lost with Redis, since such a command's
 /// number is not in the store yet.
 #[async_trait]

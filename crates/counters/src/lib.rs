@@ -2,14 +2,15 @@
 //! counters in this process (embedded mode) or in Redis (distributed mode); and
 //! idempotency-key coordination ([`chatsys_core::ports::IdempotencyKeys`]), in-process or
 //! in Redis; the rate limit of application tokens ([`rate_limit`]), likewise; and the
-//! holds of distributed mode's workers, which Redis numbering's recovery waits for
-//! ([`holds`]).
+//! holds of distributed mode's workers and API servers, which Redis numbering's recovery
+//! after a data loss (`recovery.rs`) waits for ([`holds`]).
 
 pub mod floor;
 pub mod holds;
 pub mod idempotency;
 pub mod in_process;
 pub mod rate_limit;
+mod recovery;
 pub mod redis;
 
 pub use floor::FloorNumbering;

@@ -4,14 +4,9 @@
 //!
 //! A counter is never incremented while missing: a missing counter is seeded from the store
 //! with `SET NX`, and only while the sentinel key says Redis has not lost data since the
-//! counters were initialised. When the sentinel is gone, creates answer 503, one process
-//! (holding a lock) waits for the queue to drain, for the workers to settle what they took
-//! and for the API servers' creates on their way to be confirmed ([`crate::holds`]), so that
-//! every acknowledged create, edit and delete is in the store, then writes the sentinel
-//! back; counters then re-seed lazily from the store, versions included.
-//!
-//! Over 300 lines on purpose: the counter steps and the recovery after a data loss share
-//! their keys, scripts and sentinel.
+//! counters were initialised. When the sentinel is gone, creates answer 503 while
+//! [`crate::recovery`] waits until every acknowledged command is in the store, then writes
+//! the sentinel back; counters then re-seed lazily from the store, versions included.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +20,7 @@ use redis::io::tcp::TcpSettings;
 use redis::{AsyncCommands as _, IntoConnectionInfo as _, Script};
 
 use crate::floor::{ChatOp, Counters, FloorNumbering, Step};
-use crate::holds::live_holds;
+use crate::recovery::recover;
 
 /// How long Redis may take to answer a command, and to accept a connection: a Redis that
 /// stops answering (a stopped process, a black-holed port) costs a request at most this.
@@ -78,8 +73,6 @@ pub struct RedisCounters {
     recovering: Arc<AtomicBool>,
 }
 
-const RECOVERY_LOCK_MS: u64 = 600_000;
-
 impl RedisNumbering {
     pub fn redis(
         redis: ConnectionManager,
@@ -127,66 +120,6 @@ impl RedisCounters {
     async fn sentinel_present(&self) -> Result<bool> {
         self.redis.clone().exists(self.sentinel()).await.map_err(redis_error)
     }
-}
-
-/// Waits for the queue to drain and every process's hold to end, then writes the sentinel,
-/// holding the recovery lock; a process that does not get the lock waits for the sentinel
-/// instead.
-async fn recover(
-    mut redis: ConnectionManager,
-    config: RedisNumberingConfig,
-    store: Arc<dyn Store>,
-    queue: Arc<dyn CreateQueue>,
-) -> Result<()> {
-    let sentinel = format!("{}:sentinel", config.prefix);
-    let lock = format!("{}:recovery_lock", config.prefix);
-    let me = format!("{}-{}", std::process::id(), chatsys_core::Timestamp::now().as_micros());
-    let leader: bool = redis::cmd("SET")
-        .arg(&lock)
-        .arg(&me)
-        .arg("NX")
-        .arg("PX")
-        .arg(RECOVERY_LOCK_MS)
-        .query_async::<Option<String>>(&mut redis)
-        .await
-        .map_err(redis_error)?
-        .is_some();
-    if !leader {
-        for _ in 0..(RECOVERY_LOCK_MS / 100) {
-            if redis.exists(&sentinel).await.map_err(redis_error)? {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        return Err(Error::unavailable("another process is recovering the counters"));
-    }
-    // A store with no application at all is a first start: nothing can be in flight.
-    let fresh = store.list_applications(None, 1).await?.is_empty() && queue.backlog().await? == 0;
-    if !fresh {
-        tracing::warn!("redis holds no counter sentinel while the store holds data: waiting for the queue to drain");
-        metrics::counter!("chatsys_counter_recoveries_total").increment(1);
-        let mut quiet_since = tokio::time::Instant::now();
-        loop {
-            // commands waiting in the queue, taken by a worker that has not written them, or
-            // sent by an API server and not confirmed (a hold lost with the data is back at
-            // its process's next renewal)
-            if queue.backlog().await? > 0 || live_holds(&mut redis, &config.prefix).await? > 0 {
-                quiet_since = tokio::time::Instant::now();
-            } else if quiet_since.elapsed() >= config.drain_settle {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let _: () = redis.set(&sentinel, chatsys_core::Timestamp::now().as_micros()).await.map_err(redis_error)?;
-    let _: () = redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end")
-        .key(&lock)
-        .arg(&me)
-        .invoke_async(&mut redis)
-        .await
-        .map_err(redis_error)?;
-    tracing::info!(fresh, "counters initialised; they seed from the store as they are used");
-    Ok(())
 }
 
 #[async_trait]

@@ -6,9 +6,11 @@
 mod suite;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use chatsys_core::ports::{Claim, Holds as _, IdempotencyKeys, Numbering, Store};
+use async_trait::async_trait;
+use chatsys_core::ports::{Claim, CreateQueue, Durability, Holds as _, IdempotencyKeys, Numbering, Store};
 use chatsys_core::{ChatNumber, Command, IdempotencyRecord, Queued, Timestamp};
 use chatsys_counters::holds::HOLD_LIFE;
 use chatsys_counters::{RedisHolds, RedisIdempotencyKeys, RedisNumbering, RedisNumberingConfig};
@@ -154,6 +156,77 @@ async fn after_a_redis_data_loss_the_counters_wait_for_the_commands_a_worker_hol
     numbering.next_chat(app).await.unwrap_err();
     next_chat_within(&numbering, app, HOLD_LIFE + Duration::from_secs(3)).await;
     assert!(started.elapsed() >= HOLD_LIFE - Duration::from_millis(200), "waited {:?}", started.elapsed());
+}
+
+/// An in-process queue whose length cannot be read for the next `failures` tries (its
+/// broker away from the process that leads the recovery).
+struct Unreadable {
+    queue: in_process::InProcessQueue,
+    failures: AtomicU32,
+}
+
+#[async_trait]
+impl CreateQueue for Unreadable {
+    async fn ping(&self) -> chatsys_core::Result<()> {
+        self.queue.ping().await
+    }
+
+    async fn submit(&self, command: Queued) -> chatsys_core::Result<()> {
+        self.queue.submit(command).await
+    }
+
+    fn durability(&self) -> Durability {
+        self.queue.durability()
+    }
+
+    async fn backlog(&self) -> chatsys_core::Result<u64> {
+        if self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(chatsys_core::Error::unavailable("the message broker is unavailable"));
+        }
+        self.queue.backlog().await
+    }
+}
+
+#[tokio::test]
+async fn a_recovery_that_fails_lets_the_next_create_lead_it_at_once() {
+    let Some(f) = fixture().await else { return };
+    let (queue, _source) = in_process::channel(10, Duration::from_secs(1));
+    let queue = Arc::new(Unreadable { queue, failures: AtomicU32::new(0) });
+    let config = RedisNumberingConfig { prefix: f.prefix.clone(), drain_settle: Duration::from_millis(200) };
+    let numbering = RedisNumbering::redis(f.redis.clone(), config, f.store.clone(), queue.clone());
+    numbering.counters().initialize().await.unwrap();
+    let app = suite::new_app(f.store.as_ref()).await;
+    assert_eq!(numbering.next_chat(app).await.unwrap().get(), 1);
+
+    lose_everything(&f).await;
+    queue.failures.store(1, Ordering::SeqCst);
+    numbering.next_chat(app).await.unwrap_err();
+    next_chat_within(&numbering, app, Duration::from_secs(5)).await;
+    assert_eq!(queue.failures.load(Ordering::SeqCst), 0, "the first recovery failed");
+}
+
+#[tokio::test]
+async fn a_recovery_whose_leader_died_is_led_by_another_process_once_its_lock_lapses() {
+    let Some(f) = fixture().await else { return };
+    let numbering = numbering(&f).await;
+    let app = suite::new_app(f.store.as_ref()).await;
+    assert_eq!(numbering.next_chat(app).await.unwrap().get(), 1);
+
+    lose_everything(&f).await;
+    // another process took the lock, then died: its lock lapses, as unrenewed ones do
+    let lock = format!("{}:recovery_lock", f.prefix);
+    let _: () = f
+        .redis
+        .clone()
+        .set_options(
+            &lock,
+            "a-leader-that-died",
+            redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(1500)),
+        )
+        .await
+        .unwrap();
+    numbering.next_chat(app).await.unwrap_err();
+    next_chat_within(&numbering, app, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! A process's hold ([`Holds`]) on commands that carry numbers and are not yet where the
 //! numbering service's recovery looks (the queue's ready count, or the store): a worker's
-//! deliveries it has not settled, an API server's creates waiting for the broker's confirm.
+//! deliveries it has not settled, an API server's commands waiting for the broker's confirm
+//! and failed creates waiting for their tombstone to be queued.
 //! After a Redis data loss the counters wait for every hold before they re-seed
 //! (`crates/counters/src/holds.rs` keeps the holds).
 
