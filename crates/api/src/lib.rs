@@ -1,6 +1,7 @@
 //! The HTTP layer: one handler per verb and resource under [`routes`], the problem documents
 //! of [`error`], and the extractors of [`extract`] that turn bad input into clear 4xx answers.
 
+mod body_limit;
 pub mod cursor;
 mod docs;
 mod durable;

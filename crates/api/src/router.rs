@@ -8,7 +8,6 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::{from_fn, map_request, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::StreamExt as _;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -22,7 +21,7 @@ use crate::error::{ApiError, problem_response};
 use crate::openapi::ApiDoc;
 use crate::routes::{applications, chats, events, health, messages, search};
 use crate::state::AppState;
-use crate::{docs, metrics};
+use crate::{body_limit, docs, metrics};
 
 /// The API with its OpenAPI document, built from the same handler annotations.
 fn api() -> OpenApiRouter<AppState> {
@@ -72,7 +71,7 @@ pub fn router(state: AppState) -> Router {
     // is given up (503: the work it waited on was bounded too, or nothing is lost)
     .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
     .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
-    .layer(from_fn(move |request, next| refuse_large_body(body_limit, limits.body_timeout, request, next)))
+    .layer(from_fn(move |request, next| body_limit::refuse_large_body(body_limit, limits.body_timeout, request, next)))
     .layer(from_fn(metrics::track))
     .layer(from_fn(refuse_oversized))
     .layer(
@@ -142,31 +141,6 @@ async fn refuse_oversized(request: axum::extract::Request, next: axum::middlewar
         return problem_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &detail);
     }
     next.run(request).await
-}
-
-/// The most of an oversized body read (and dropped) before its 413: more than a proxy in
-/// front lets through (`deploy/nginx.conf`: 1 MiB).
-const DRAIN_MAX_BYTES: u64 = 4 << 20;
-
-/// A request whose declared body is over `limit` gets its 413 here, after the body is read
-/// and dropped (up to [`DRAIN_MAX_BYTES`], within `timeout`; not when the client waits for
-/// `100 Continue` before sending it). A server that answers and closes with request bytes
-/// unread makes its kernel reset the connection: a proxy still writing the body (nginx)
-/// then loses the 413 and answers 502. Read, the connection even serves the next request.
-async fn refuse_large_body(
-    limit: usize,
-    timeout: std::time::Duration,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let Some(declared) = declared.filter(|&n| n > limit as u64) else { return next.run(request).await };
-    if declared <= DRAIN_MAX_BYTES && !request.headers().contains_key(header::EXPECT) {
-        let mut body = request.into_body().into_data_stream();
-        let _ = tokio::time::timeout(timeout, async { while let Some(Ok(_)) = body.next().await {} }).await;
-    }
-    let detail = format!("the request body is {declared} bytes long; at most {limit} are taken");
-    problem_response(StatusCode::PAYLOAD_TOO_LARGE, &detail)
 }
 
 /// What a worker process serves: `/healthz` and `/metrics`.
