@@ -212,6 +212,12 @@ async fn a_redis_data_loss_while_a_failed_create_waits_for_its_tombstone_never_h
     assert_eq!(after.json["number"].as_u64(), Some(3), "the failed create's number (2) stays used");
     acknowledged.push((chats[0], 3, "after".to_owned()));
     verify_exactly(&cluster, &token, &acknowledged).await;
+    let tombstone = format!(
+        "SELECT m.deleted FROM messages m JOIN applications a ON a.id = m.application_id \
+         WHERE a.token = '{token}' AND m.chat_number = {} AND m.number = 2",
+        chats[0]
+    );
+    assert_eq!(cluster.sql_eventually(&tombstone, &["1"]).await, ["1"], "the failed create ends as a tombstone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

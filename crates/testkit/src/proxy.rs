@@ -32,7 +32,9 @@ impl Proxy {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
                 if *refused.borrow() {
-                    continue; // closed at once
+                    // reset at once: the client fails now, not after its own timeout
+                    let _ = client.set_zero_linger();
+                    continue;
                 }
                 let (target, watching) = (target.clone(), watching.clone());
                 connections.spawn(async move {
@@ -61,7 +63,7 @@ impl Proxy {
         self.cut.send_replace(false);
     }
 
-    /// From now on new connections are closed as soon as they come (the connections open
+    /// From now on new connections are reset as soon as they come (the connections open
     /// are left as they are).
     pub fn refuse_new(&self) {
         self.refusing.send_replace(true);

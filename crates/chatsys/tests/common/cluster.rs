@@ -69,9 +69,9 @@ impl Cluster {
         let env = self.env();
         let url = &env.iter().find(|(k, _)| k == variable).expect("a URL the cluster sets").1;
         let (scheme, rest) = url.split_once('@').expect("a URL with a user");
-        let (address, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (address, path) = rest.split_once('/').map_or((rest, String::new()), |(a, p)| (a, format!("/{p}")));
         let proxy = chatsys_testkit::proxy::Proxy::start(address).await;
-        let through = format!("{scheme}@{}/{path}", proxy.address);
+        let through = format!("{scheme}@{}{path}", proxy.address);
         (proxy, through)
     }
 
