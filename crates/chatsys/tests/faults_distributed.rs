@@ -94,12 +94,8 @@ async fn a_redis_data_loss_while_a_worker_holds_unwritten_creates_never_hands_ou
     cluster.drained().await; // the worker took them: nothing waits in the queue
     chatsys_testkit::redis::delete_prefix(&cluster.name).await;
     // the recovery settles for 1 s in these tests: give it four
-    let until = tokio::time::Instant::now() + Duration::from_secs(4);
-    while tokio::time::Instant::now() < until {
-        let r = front.post(&path, json!({"body": "during"})).await;
-        assert!(r.is_problem(503), "no number while the worker holds unwritten creates: {r:?} (held {held:?})");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    refused_for(&front, &path, Duration::from_secs(4), &format!("while the worker holds unwritten creates {held:?}"))
+        .await;
 
     proxy.mend();
     let after = next_message_within(&front, &path, Duration::from_secs(30)).await;
@@ -123,6 +119,25 @@ async fn next_message_within(front: &Client, path: &str, bound: Duration) -> com
     }
 }
 
+/// Creates must answer 503 for all of `span` (posting every 100 ms), `why`.
+async fn refused_for(front: &Client, path: &str, span: Duration, why: &str) {
+    let until = tokio::time::Instant::now() + span;
+    while tokio::time::Instant::now() < until {
+        let r = front.post(path, json!({"body": "during"})).await;
+        assert!(r.is_problem(503), "no number {why}: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Posts `body` to `path` through `api` in a task of its own; returns once `api` has
+/// numbered it and waits for its broker to take it.
+async fn post_held_at_the_broker(api: &Client, path: &str, body: &str) -> tokio::task::JoinHandle<common::Reply> {
+    let (client, path, body) = (Client::new(&api.base), path.to_owned(), body.to_owned());
+    let reply = tokio::spawn(async move { client.post(&path, json!({"body": body})).await });
+    a_create_waits_for_the_broker(api).await;
+    reply
+}
+
 /// Waits until `api` has numbered a create and waits for the broker to take it.
 async fn a_create_waits_for_the_broker(api: &Client) {
     for _ in 0..200 {
@@ -144,24 +159,14 @@ async fn a_redis_data_loss_while_a_create_waits_for_its_confirm_never_hands_out_
     let (front, token, chats, seeds) = setup(&cluster).await;
     let (proxy, through) = cluster.proxied("CHATSYS_AMQP_URL").await;
     cluster.add_api_with(&[("CHATSYS_AMQP_URL", &through)]);
-    let slow = Client::new(&cluster.apis[1].base);
     let path = format!("/applications/{token}/chats/{}/messages", chats[0]);
     let mut acknowledged = seeds;
 
     proxy.cut();
-    let in_flight = tokio::spawn({
-        let path = path.clone();
-        async move { slow.post(&path, json!({"body": "in flight"})).await }
-    });
-    a_create_waits_for_the_broker(&cluster.apis[1]).await;
+    let in_flight = post_held_at_the_broker(&cluster.apis[1], &path, "in flight").await;
     chatsys_testkit::redis::delete_prefix(&cluster.name).await;
     // the recovery settles for 1 s in these tests: give it four
-    let until = tokio::time::Instant::now() + Duration::from_secs(4);
-    while tokio::time::Instant::now() < until {
-        let r = front.post(&path, json!({"body": "during"})).await;
-        assert!(r.is_problem(503), "no number while a create numbered before the loss is in flight: {r:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    refused_for(&front, &path, Duration::from_secs(4), "while a create numbered before the loss is in flight").await;
 
     proxy.mend();
     let confirmed = in_flight.await.unwrap();
@@ -184,26 +189,16 @@ async fn a_redis_data_loss_while_a_failed_create_waits_for_its_tombstone_never_h
     let (front, token, chats, seeds) = setup(&cluster).await;
     let (proxy, through) = cluster.proxied("CHATSYS_AMQP_URL").await;
     cluster.add_api_with(&[("CHATSYS_AMQP_URL", &through), ("CHATSYS_WRITE_TIMEOUT", "1s")]);
-    let slow = Client::new(&cluster.apis[1].base);
     let path = format!("/applications/{token}/chats/{}/messages", chats[0]);
     let mut acknowledged = seeds;
 
     proxy.cut();
     proxy.refuse_new();
-    let failing = tokio::spawn({
-        let path = path.clone();
-        async move { slow.post(&path, json!({"body": "failed"})).await }
-    });
-    a_create_waits_for_the_broker(&cluster.apis[1]).await;
+    let failing = post_held_at_the_broker(&cluster.apis[1], &path, "failed").await;
     chatsys_testkit::redis::delete_prefix(&cluster.name).await;
     // the create fails after 1 s; its tombstone's tries fail at once, 0.5, 1, 2 and 4 s apart,
     // and the recovery settles for 1 s in these tests
-    let until = tokio::time::Instant::now() + Duration::from_secs(7);
-    while tokio::time::Instant::now() < until {
-        let r = front.post(&path, json!({"body": "during"})).await;
-        assert!(r.is_problem(503), "no number while a failed create's tombstone is not queued: {r:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    refused_for(&front, &path, Duration::from_secs(7), "while a failed create's tombstone is not queued").await;
     let failed = failing.await.unwrap();
     assert!(failed.is_problem(503), "a create whose broker stopped answering fails: {failed:?}");
 
