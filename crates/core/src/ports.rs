@@ -296,14 +296,14 @@ pub trait Receipt: Send + 'static {
 /// queue ([`CreateQueue::backlog`]) nor in the store: a worker's deliveries taken and not
 /// yet settled (a broker counts them nowhere a client of AMQP can read), an API server's
 /// commands sent and not yet confirmed, and its failed creates whose tombstone is not yet
-/// queued. The numbering service waits until the queue is empty
-/// and no hold stands before it re-seeds counters lost with Redis, since such a command's
-/// number is not in the store yet.
+/// queued. The numbering service waits until the queue is empty and no hold stands before
+/// it re-seeds counters lost with Redis, since such a command's number is not in the store
+/// yet.
 #[async_trait]
 pub trait Holds: Send + Sync + 'static {
     /// Claims, or renews, this process's hold for a short while (it lapses unless renewed:
-    /// a process that died holds nothing; its deliveries went back to the queue, its
-    /// unconfirmed creates answered no client).
+    /// a process that died holds nothing; its deliveries went back to the queue, and no
+    /// client got a 201 for a create it had not seen confirmed).
     async fn hold(&self) -> Result<()>;
     /// Ends this process's hold: it has nothing in hand.
     async fn release(&self) -> Result<()>;

@@ -1,6 +1,6 @@
 //! The holds of distributed mode's workers and API servers ([`Holds`]), in Redis beside the
 //! counters: a sorted set of processes, each scored with the Redis time its hold lapses at.
-//! The recovery after a data loss (`redis.rs`) counts the live ones; a hold lost with the
+//! The recovery after a data loss (`recovery.rs`) counts the live ones; a hold lost with the
 //! data comes back at its process's next renewal, well within the recovery's settle time.
 
 use std::time::Duration;

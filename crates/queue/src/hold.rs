@@ -1,9 +1,9 @@
 //! A process's hold ([`Holds`]) on commands that carry numbers and are not yet where the
 //! numbering service's recovery looks (the queue's ready count, or the store): a worker's
-//! deliveries it has not settled, an API server's commands waiting for the broker's confirm
-//! and failed creates waiting for their tombstone to be queued.
-//! After a Redis data loss the counters wait for every hold before they re-seed
-//! (`crates/counters/src/holds.rs` keeps the holds).
+//! deliveries it has not settled, an API server's commands waiting for the broker's
+//! confirm and failed creates waiting for their tombstone to be queued. After a Redis data
+//! loss the counters wait for every hold before they re-seed (`crates/counters/src/holds.rs`
+//! keeps the holds).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,8 +81,8 @@ impl Hold {
     }
 }
 
-/// A count of things in hand (an API server's creates on their way to the broker) that
-/// [`hold_while_any`] covers with a hold.
+/// A count of things in hand (an API server's commands on their way to the broker, failed
+/// creates waiting for their tombstone) that [`hold_while_any`] covers with a hold.
 #[derive(Clone, Default)]
 pub struct InHand(Arc<watch::Sender<usize>>);
 

@@ -1,7 +1,8 @@
 //! The producer side, shared by all handlers of one API process: creates gathered into
 //! persistent messages on several confirming channels, each answered by its confirm. While
-//! any create is on its way, the process holds ([`Holds`]): its number is neither in the
-//! queue nor in the store yet.
+//! any command is on its way, or a failed create waits for its tombstone
+//! ([`CreateQueue::on_its_way`]), the process holds ([`Holds`]): its number is neither in
+//! the queue nor in the store yet.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,7 +91,7 @@ impl RabbitQueue {
         Ok(Self { links, tx, on_their_way: InHand::default() })
     }
 
-    /// Holds while creates are on their way to the broker: after a Redis data loss the
+    /// Holds while commands are on their way to the broker: after a Redis data loss the
     /// counters must not re-seed below their numbers.
     pub fn with_holds(self, holds: Arc<dyn Holds>) -> Self {
         tokio::spawn(hold_while_any(self.on_their_way.watch(), holds));
