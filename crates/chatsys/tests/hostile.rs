@@ -69,16 +69,21 @@ async fn slow_and_idle_connections_are_cut_and_others_are_served_meanwhile() {
     assert!(header.is_some_and(|s| s < 3.0), "half-sent headers are cut at the header timeout: {header:?}");
     let idle = closed_after(&addr, b"", Duration::from_secs(10));
     assert!(idle.is_some_and(|s| s < 4.0), "an idle socket is closed: {idle:?}");
-    let body = format!(
-        "POST /applications/{token}/chats HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{{"
-    );
-    let mut socket = TcpStream::connect(&addr).unwrap();
-    socket.write_all(body.as_bytes()).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut answer = String::new();
-    let _ = socket.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 408"), "a body that does not arrive: {answer}");
-    assert!(answer.contains("application/problem+json"), "{answer}");
+    // a body that does not arrive, declared or chunked; a chunked one that cannot be read
+    let start = format!("POST /applications/{token}/chats HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n");
+    for (rest, status) in [
+        ("Content-Length: 50\r\n\r\n{", "408"),
+        ("Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n", "408"),
+        ("Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", "400"),
+    ] {
+        let mut socket = TcpStream::connect(&addr).unwrap();
+        socket.write_all(format!("{start}{rest}").as_bytes()).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = String::new();
+        let _ = socket.read_to_string(&mut answer);
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{rest:?}: {answer}");
+        assert!(answer.contains("application/problem+json"), "{rest:?}: {answer}");
+    }
 
     // every hanging socket has been closed by now
     tokio::time::sleep(Duration::from_secs(3)).await;
