@@ -76,11 +76,7 @@ async fn slow_and_idle_connections_are_cut_and_others_are_served_meanwhile() {
         ("Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n", "408"),
         ("Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", "400"),
     ] {
-        let mut socket = TcpStream::connect(&addr).unwrap();
-        socket.write_all(format!("{start}{rest}").as_bytes()).unwrap();
-        socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut answer = String::new();
-        let _ = socket.read_to_string(&mut answer);
+        let (_, answer) = exchange(&addr, format!("{start}{rest}")).await;
         assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{rest:?}: {answer}");
         assert!(answer.contains("application/problem+json"), "{rest:?}: {answer}");
     }
