@@ -5,6 +5,7 @@
 pub mod elasticsearch;
 pub mod ngram;
 pub mod tantivy;
+mod windowed;
 
 pub use self::elasticsearch::{ElasticConfig, ElasticIndex};
 pub use self::tantivy::{TantivyConfig, TantivyIndex};

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ::tantivy::collector::TopDocs;
+use ::tantivy::directory::MmapDirectory;
 use ::tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery};
 use ::tantivy::schema::{FAST, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
 use ::tantivy::tokenizer::TextAnalyzer;
@@ -27,6 +28,7 @@ use chatsys_core::ports::{ChangeFeed, ChangedMessage, Erasure, SearchHit, Search
 use chatsys_core::{AppId, ChatNumber, Error, MessageNumber, Result, SearchQuery};
 
 use crate::ngram::{GRAMS, Grams, prefix_range, trigrams_of};
+use crate::windowed::WindowedDirectory;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TantivyConfig {
@@ -120,14 +122,17 @@ fn index_error(context: &'static str) -> impl Fn(::tantivy::TantivyError) -> Err
     move |e| Error::unavailable(format!("the search index failed while {context}")).with_source(e)
 }
 
-fn open_dir(dir: &Path, fields_schema: Schema) -> Result<Index> {
+/// The index in `dir` as its writer sees it (postings and positions read through a window,
+/// see [`WindowedDirectory`]), and the directory memory-mapped for searches.
+fn open_dir(dir: &Path, fields_schema: Schema) -> Result<(Index, MmapDirectory)> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::unavailable(format!("cannot create {}", dir.display())).with_source(e))?;
-    let directory = ::tantivy::directory::MmapDirectory::open(dir)
+    let mapped = MmapDirectory::open(dir)
         .map_err(|e| Error::unavailable(format!("cannot open {}", dir.display())).with_source(e))?;
+    let directory = WindowedDirectory::new(dir.to_owned(), mapped.clone());
     let index = Index::open_or_create(directory, fields_schema).map_err(index_error("opening the index"))?;
     index.tokenizers().register(GRAMS, TextAnalyzer::from(Grams));
-    Ok(index)
+    Ok((index, mapped))
 }
 
 impl TantivyIndex {
@@ -135,15 +140,15 @@ impl TantivyIndex {
     /// with the store, and starts the indexer thread.
     pub async fn open(dir: PathBuf, feed: Arc<dyn ChangeFeed>, config: TantivyConfig) -> Result<Self> {
         let (schema, fields) = schema();
-        let mut index = open_dir(&dir, schema.clone())?;
+        let (mut index, mut mapped) = open_dir(&dir, schema.clone())?;
         let covered = match covered_rev(&index)? {
             Some(rev) if index.schema() == schema => rev,
             _ => {
                 tracing::warn!(dir = %dir.display(), "search index is of another version: rebuilding it from the store");
-                drop(index);
+                drop((index, mapped));
                 std::fs::remove_dir_all(&dir)
                     .map_err(|e| Error::unavailable("cannot remove the outdated search index").with_source(e))?;
-                index = open_dir(&dir, schema)?;
+                (index, mapped) = open_dir(&dir, schema)?;
                 0
             }
         };
@@ -151,7 +156,9 @@ impl TantivyIndex {
             .writer_with_num_threads(1, config.memory_budget)
             .map_err(index_error("opening the writer (is another chatsys using this data directory?)"))?;
         let rev = catch_up(&mut writer, fields, feed.as_ref(), covered).await?;
-        let reader = index
+        let searched = Index::open(mapped).map_err(index_error("opening the index for searches"))?;
+        searched.tokenizers().register(GRAMS, TextAnalyzer::from(Grams));
+        let reader = searched
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
