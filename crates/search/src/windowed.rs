@@ -130,3 +130,43 @@ impl FileHandle for WindowedFile {
         Ok(asked)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_read_returns_the_bytes_asked_for_wherever_it_falls_against_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let content: Vec<u8> = (0..3 * WINDOW + 123).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(dir.path().join("segment.pos"), &content).unwrap();
+        let directory = WindowedDirectory::new(dir.path().to_owned(), MmapDirectory::open(dir.path()).unwrap());
+        let file = directory.get_file_handle(Path::new("segment.pos")).unwrap();
+        assert_eq!(file.len(), content.len());
+        let reads = [
+            0..10,                                     // fetches the first window
+            10..1_000,                                 // within it
+            WINDOW - 5..WINDOW + 5,                    // across its end: a new window
+            WINDOW..WINDOW,                            // empty
+            2 * WINDOW - 10..2 * WINDOW + WINDOW / 2,  // longer than what is left of the window
+            100..100 + 2 * WINDOW,                     // longer than a window: read as asked
+            content.len() - 3..content.len(),          // the window is cut at the end of the file
+            content.len() - WINDOW - 1..content.len(), // a window's length, up to the end
+        ];
+        for range in reads {
+            let bytes = file.read_bytes(range.clone()).unwrap();
+            assert_eq!(bytes.as_slice(), &content[range.clone()], "bytes {range:?}");
+        }
+        assert!(file.read_bytes(content.len() - 1..content.len() + 1).is_err(), "a read past the end fails");
+    }
+
+    #[test]
+    fn files_other_than_postings_and_positions_are_memory_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("segment.term"), b"terms").unwrap();
+        let directory = WindowedDirectory::new(dir.path().to_owned(), MmapDirectory::open(dir.path()).unwrap());
+        let handle = format!("{:?}", directory.get_file_handle(Path::new("segment.term")).unwrap());
+        assert!(!handle.contains("WindowedFile"), "{handle}");
+        assert!(matches!(directory.get_file_handle(Path::new("missing.idx")), Err(OpenReadError::FileDoesNotExist(_))));
+    }
+}
