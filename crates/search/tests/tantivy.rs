@@ -168,3 +168,46 @@ proptest! {
         });
     }
 }
+
+/// Merges read the segments' postings and positions through the writer's windowed reads
+/// (`windowed.rs`), not memory maps: what they write must find exactly what was indexed.
+#[tokio::test]
+async fn merged_segments_find_exactly_what_their_segments_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("search");
+    let index = TantivyIndex::open(path.clone(), Arc::new(NoChanges), CONFIG).await.unwrap();
+    let body = |n: u64| format!("message {n} of commit {} with words", (n - 1) / 400);
+    // twelve commits, twelve segments: more than the merge policy leaves alone (eight)
+    for commit in 0..12u64 {
+        let docs: Vec<_> = (commit * 400 + 1..=commit * 400 + 400)
+            .map(|n| ChangedMessage { first_write: true, ..suite::doc(suite::APP, 1, n, &body(n)) })
+            .collect();
+        index.index(&docs, &[], commit + 1).await.unwrap();
+        index.flush().await.unwrap();
+    }
+    let segments = || {
+        std::fs::read_dir(&path)
+            .unwrap()
+            .filter(|f| f.as_ref().unwrap().path().extension() == Some("idx".as_ref()))
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while segments() >= 12 {
+        assert!(tokio::time::Instant::now() < deadline, "no merge within 20 s: {} segments", segments());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        index.flush().await.unwrap();
+    }
+    let chat = ChatNumber::new(1).unwrap();
+    for q in ["commit 7", "message 1234 ", "ssage 47", "ords", "e 4", "t 11 w"] {
+        let query = SearchQuery::parse(q).unwrap();
+        let mut got: Vec<u64> =
+            index.search(suite::APP, chat, &query, None, 1000).await.unwrap().iter().map(|h| h.number.get()).collect();
+        got.sort_unstable();
+        let want: Vec<u64> = (1..=4800).filter(|&n| query.matches(&body(n))).collect();
+        assert_eq!(got.len(), want.len().min(1000), "q = {q:?}");
+        if want.len() <= 1000 {
+            assert_eq!(got, want, "q = {q:?}");
+        }
+    }
+    index.close().await;
+}
