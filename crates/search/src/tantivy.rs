@@ -156,8 +156,8 @@ impl TantivyIndex {
             .writer_with_num_threads(1, config.memory_budget)
             .map_err(index_error("opening the writer (is another chatsys using this data directory?)"))?;
         let rev = catch_up(&mut writer, fields, feed.as_ref(), covered).await?;
-        let searched = Index::open(mapped).map_err(index_error("opening the index for searches"))?;
-        searched.tokenizers().register(GRAMS, TextAnalyzer::from(Grams));
+        let mut searched = Index::open(mapped).map_err(index_error("opening the index for searches"))?;
+        searched.set_tokenizers(index.tokenizers().clone());
         let reader = searched
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
