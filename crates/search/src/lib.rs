@@ -3,6 +3,7 @@
 //! [`chatsys_core::search`], so that every backend answers alike.
 
 pub mod elasticsearch;
+mod merges;
 pub mod ngram;
 pub mod tantivy;
 mod windowed;

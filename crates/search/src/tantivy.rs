@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use ::tantivy::collector::TopDocs;
 use ::tantivy::directory::MmapDirectory;
+use ::tantivy::indexer::IndexWriterOptions;
 use ::tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery};
 use ::tantivy::schema::{FAST, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
 use ::tantivy::tokenizer::TextAnalyzer;
@@ -27,6 +28,7 @@ use async_trait::async_trait;
 use chatsys_core::ports::{ChangeFeed, ChangedMessage, Erasure, SearchHit, SearchIndex, SearchPosition};
 use chatsys_core::{AppId, ChatNumber, Error, MessageNumber, Result, SearchQuery};
 
+use crate::merges::{self, BoundedMerges, MAX_MERGED_DOCS};
 use crate::ngram::{GRAMS, Grams, prefix_range, trigrams_of};
 use crate::windowed::WindowedDirectory;
 
@@ -152,9 +154,17 @@ impl TantivyIndex {
                 0
             }
         };
+        // one indexing thread, and one merge at a time, none larger than MAX_MERGED_DOCS: a
+        // merge's memory grows with the documents it writes (merges.rs)
+        let options = IndexWriterOptions::builder()
+            .num_worker_threads(1)
+            .num_merge_threads(1)
+            .memory_budget_per_thread(config.memory_budget)
+            .build();
         let mut writer: IndexWriter = index
-            .writer_with_num_threads(1, config.memory_budget)
+            .writer_with_options(options)
             .map_err(index_error("opening the writer (is another chatsys using this data directory?)"))?;
+        writer.set_merge_policy(Box::new(BoundedMerges::default()));
         let rev = catch_up(&mut writer, fields, feed.as_ref(), covered).await?;
         let mut searched = Index::open(mapped).map_err(index_error("opening the index for searches"))?;
         searched.set_tokenizers(index.tokenizers().clone());
@@ -270,12 +280,15 @@ fn erase(writer: &IndexWriter, fields: Fields, erasure: Erasure) -> Result<()> {
 
 /// Rewrites the segments that hold deleted documents, so that no file keeps deleted text
 /// (a delete alone only marks a document as gone).
+/// Merges that fit within [`MAX_MERGED_DOCS`], one segment alone where it must.
 fn merge_away_deletes(writer: &mut IndexWriter) -> Result<()> {
     let metas = writer.index().searchable_segment_metas().map_err(index_error("listing segments"))?;
-    let segments: Vec<_> = metas.iter().filter(|m| m.has_deletes()).map(|m| m.id()).collect();
-    if !segments.is_empty() {
-        tracing::debug!(segments = segments.len(), "merging away deleted documents");
-        drop(writer.merge(&segments));
+    let groups = merges::within(metas.iter().filter(|m| m.has_deletes()).collect(), MAX_MERGED_DOCS);
+    if !groups.is_empty() {
+        tracing::debug!(merges = groups.len(), "merging away deleted documents");
+    }
+    for group in groups {
+        drop(writer.merge(&group));
     }
     Ok(())
 }
