@@ -3,7 +3,7 @@
 # bench/wrk.lua for much longer than bench/run.sh's 10 s, so that the search index grows
 # segments large enough for Tantivy's bigger merges. Every 2 s: the server's peak and
 # current resident memory (anonymous and file pages, MiB) and the document counts of the
-# index's segments; at the end the peak, and where it came.
+# index's segments; at the end the rate and the peak over the whole run.
 #
 #   bench/sustained.sh [SECONDS] [CONNECTIONS] [KIND]   defaults: 120 256 create_message_hot
 #   BENCH_BINARY=path bench/sustained.sh ...   that binary instead of this checkout's build

@@ -279,8 +279,8 @@ fn erase(writer: &IndexWriter, fields: Fields, erasure: Erasure) -> Result<()> {
 }
 
 /// Rewrites the segments that hold deleted documents, so that no file keeps deleted text
-/// (a delete alone only marks a document as gone).
-/// Merges that fit within [`MAX_MERGED_DOCS`], one segment alone where it must.
+/// (a delete alone only marks a document as gone), in merges of at most [`MAX_MERGED_DOCS`]
+/// documents (a larger segment on its own).
 fn merge_away_deletes(writer: &mut IndexWriter) -> Result<()> {
     let metas = writer.index().searchable_segment_metas().map_err(index_error("listing segments"))?;
     let groups = merges::within(metas.iter().filter(|m| m.has_deletes()).collect(), MAX_MERGED_DOCS);
