@@ -4,11 +4,11 @@
 //! A merge holds in memory a few bytes for every document it writes (Tantivy keeps each new
 //! document's old address for the whole merge, and each old document's new number while it
 //! writes a field): measured, merges into 2.7 and 3.0 million documents took 48 and 53 MiB
-//! more anonymous memory for their 6 to 8 seconds, about 18 bytes per document. Tantivy's own log merge policy merges segments of
-//! up to 10 million documents each, so its merges grow with the index (into 10 million
-//! documents: some 180 MiB on top of the server's 45); here segments stop growing at half a
-//! million documents, and a merge takes at most ~9 MiB. A search looks at one more segment
-//! per half a million messages: a few term lookups each.
+//! more anonymous memory for their 6 to 8 seconds, about 18 bytes per document. Tantivy's
+//! own log merge policy merges segments of up to 10 million documents each, so its merges
+//! grow with the index (into 10 million documents: some 180 MiB on top of the server's 45);
+//! here segments stop growing at half a million documents, and a merge takes at most ~9 MiB.
+//! A search looks at one more segment per half a million messages: a few term lookups each.
 
 use tantivy::index::{SegmentId, SegmentMeta};
 use tantivy::merge_policy::{LogMergePolicy, MergeCandidate, MergePolicy};
@@ -73,9 +73,15 @@ mod tests {
         sizes.iter().map(|&docs| index.new_segment_meta(SegmentId::generate_random(), docs)).collect()
     }
 
-    fn sizes_of(candidates: &[MergeCandidate], segments: &[SegmentMeta]) -> Vec<Vec<u32>> {
+    /// Each group's segment sizes, in the group's order.
+    fn sizes<'a>(groups: impl IntoIterator<Item = &'a Vec<SegmentId>>, segments: &[SegmentMeta]) -> Vec<Vec<u32>> {
         let size = |id: &SegmentId| segments.iter().find(|s| s.id() == *id).unwrap().max_doc();
-        let mut out: Vec<Vec<u32>> = candidates.iter().map(|c| c.0.iter().map(size).collect()).collect();
+        groups.into_iter().map(|group| group.iter().map(size).collect()).collect()
+    }
+
+    /// The candidates' segment sizes, sorted (a policy's order is not part of its answer).
+    fn sizes_of(candidates: &[MergeCandidate], segments: &[SegmentMeta]) -> Vec<Vec<u32>> {
+        let mut out = sizes(candidates.iter().map(|c| &c.0), segments);
         for group in &mut out {
             group.sort_unstable();
         }
@@ -110,8 +116,6 @@ mod tests {
     fn groups_never_pass_the_bound_and_a_larger_segment_is_alone() {
         let metas = segments(&[700_000, 260_000, 250_000, 240_000, 10, 5]);
         let groups = within(metas.iter().collect(), MAX_MERGED_DOCS);
-        let size = |id: &SegmentId| metas.iter().find(|s| s.id() == *id).unwrap().max_doc();
-        let sizes: Vec<Vec<u32>> = groups.iter().map(|g| g.iter().map(size).collect()).collect();
-        assert_eq!(sizes, vec![vec![5, 10, 240_000, 250_000], vec![260_000], vec![700_000]]);
+        assert_eq!(sizes(&groups, &metas), vec![vec![5, 10, 240_000, 250_000], vec![260_000], vec![700_000]]);
     }
 }
