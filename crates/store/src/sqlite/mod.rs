@@ -28,6 +28,7 @@ use chatsys_core::{
 use rusqlite::{Connection, OptionalExtension as _, Row};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions};
 use sqlx::{Connection as _, query, query_as};
+use tokio::sync::Notify;
 
 use self::readers::Readers;
 use self::writer::Writer;
@@ -44,6 +45,8 @@ pub struct SqliteStore {
     /// Something was deleted since the WAL was last emptied: its old pages may still hold
     /// the erased text, so the checkpointer truncates the WAL.
     erased: Arc<AtomicBool>,
+    /// Told of every commit: the checkpointer starts right after one.
+    committed: Arc<Notify>,
     /// The last write failed for a passing reason (a full disk, an I/O error): readiness
     /// says so until a write succeeds again.
     writes_failing: AtomicBool,
@@ -79,8 +82,18 @@ impl SqliteStore {
             .await
             .map_err(store_error("opening the database"))?;
         let erased = Arc::new(AtomicBool::new(false));
-        let checkpointer = tokio::spawn(checkpoint_periodically(checkpoints.clone(), erased.clone()));
-        Ok(Self { writer, readers, checkpoints, checkpointer, erased, writes_failing: AtomicBool::new(false) })
+        let committed = Arc::new(Notify::new());
+        let checkpointer =
+            tokio::spawn(checkpoint_after_commits(checkpoints.clone(), erased.clone(), committed.clone()));
+        Ok(Self {
+            writer,
+            readers,
+            checkpoints,
+            checkpointer,
+            erased,
+            committed,
+            writes_failing: AtomicBool::new(false),
+        })
     }
 
     /// Keeps readiness in step with the last write: a write that failed for a passing reason
@@ -110,6 +123,11 @@ impl SqliteStore {
         F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
     {
         let result = self.writer.run(work).await;
+        if result.is_ok() {
+            // only a checkpointer already waiting starts: one that is busy waits for the
+            // next commit, not for the end of its own run
+            self.committed.notify_waiters();
+        }
         self.settle(&result);
         result
     }
@@ -164,28 +182,33 @@ fn pragmas(own: &[(&str, &str)]) -> String {
 /// How long a connection waits for a lock another one holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How soon the next checkpoint runs. While commits keep coming, soon: each checkpoint then
-/// copies little and often finishes between two commits, and SQLite starts the WAL over at
-/// the next commit, so that the writer need not checkpoint itself (`writer.rs`: a checkpoint
-/// in the writer holds up every create of the batch whose commit triggered it). Otherwise
-/// rarely. Creates over 1,000 chats at half the peak rate after 50 s of creates and reads (a
-/// database of some 20 MiB): p99 8.4-8.7 ms every 10 ms, 9.7-10.0 ms every 20 ms, for about
-/// 1 µs more of checkpoint CPU per create. After 10 s of creates alone: 8.7-9.1 ms every
-/// 20 ms, 13.9 ms every 100 ms (each checkpoint then ran into the next commits, and the WAL
-/// grew to the writer's own limit).
+/// When the next checkpoint runs: right after the next commit, or after one of these
+/// intervals if none comes first (soon while commits came since the last checkpoint,
+/// otherwise rarely). Started right after a commit, a checkpoint copies what that commit
+/// wrote and syncs the database file while the writer gathers its next batch, not while the
+/// writer waits for its own `fsync` of the WAL (the two share the disk). Each checkpoint
+/// copies little and often finishes before the next commit, and SQLite starts the WAL over
+/// then, so that the writer need not checkpoint itself (`writer.rs`: a checkpoint in the
+/// writer holds up every create of the batch whose commit triggered it). Creates over
+/// 1,000 chats at half the peak rate, after 10 s at full speed, nine runs each in turns:
+/// p99 12.6-17.2 ms with checkpoints on a 10 ms clock, 8.7-10.1 ms right after each commit,
+/// 9.3-11.2 ms after the first commit 10 ms after the last checkpoint; the price is 2-4 µs
+/// more checkpoint CPU per create at full speed (`docs/benchmarks.md`, twelfth session).
 const CHECKPOINT_BUSY_INTERVAL: Duration = Duration::from_millis(10);
 const CHECKPOINT_IDLE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Copies committed pages from the WAL into the database, beside the writer rather than in
-/// its commits (PASSIVE: it never blocks the writer or the readers). After a delete, the
-/// WAL's older frames still hold the deleted text: a TRUNCATE checkpoint (which waits for
-/// readers) copies everything back and empties the file, retried until it completes.
-async fn checkpoint_periodically(pool: SqlitePool, erased: Arc<AtomicBool>) {
+/// its commits (PASSIVE: it never blocks the writer or the readers), each time right after a
+/// commit. After a delete, the WAL's older frames still hold the deleted text: a TRUNCATE
+/// checkpoint (which waits for readers) copies everything back and empties the file,
+/// retried until it completes.
+async fn checkpoint_after_commits(pool: SqlitePool, erased: Arc<AtomicBool>, committed: Arc<Notify>) {
     let mut wait = CHECKPOINT_IDLE_INTERVAL;
     // the WAL's length in frames at the last checkpoint
     let mut last_frames = -1;
     loop {
-        tokio::time::sleep(wait).await;
+        // a commit, or the interval
+        let _ = tokio::time::timeout(wait, committed.notified()).await;
         wait = CHECKPOINT_IDLE_INTERVAL;
         if erased.swap(false, Ordering::SeqCst) {
             match query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&pool).await {
