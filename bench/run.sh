@@ -23,9 +23,6 @@ source bench/server.sh
 # $seed_messages messages in chat 1
 bench_wrk_server "$chats" "$seed_messages"
 
-# the server's peak resident memory over the whole run (the kernel's high-water mark)
-rss_peak_mib() { awk '/VmHWM/ {printf "%d", $2/1024}' /proc/$pid/status; }
-
 # run KIND [PACE_MS CONNS] -> prints "rps p50_ms p99_ms non2xx"
 run() {
   local kind=$1 pace=${2:-} c=${3:-$conns} out
@@ -84,6 +81,6 @@ wait $paced
 read -r rps p50 p99 bad <"$work/paced.out"
 row "create_message_spread, paced to ~half of peak ($pconns conns, 1 ms apart)" "$rps" "$p50" "$p99" "$bad"
 echo
-echo "server peak RSS (VmHWM) over the run: $(rss_peak_mib) MiB; at the end: $(awk '/RssAnon|RssFile/ {printf "%s %d MiB ", $1, $2/1024}' /proc/$pid/status)"
+echo "server peak RSS (VmHWM) over the run: $(bench_rss_peak_mib) MiB; at the end: $(awk '/RssAnon|RssFile/ {printf "%s %d MiB ", $1, $2/1024}' /proc/$pid/status)"
 echo "during the paced run, $visibility"
 for note in "${notes[@]}"; do echo "$note"; done

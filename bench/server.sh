@@ -11,6 +11,7 @@
 #                     builds the release binary unless BENCH_BINARY names one, starts a server
 #                     in a temporary $work stopped and removed on exit, and seeds it.
 #   bench_stop        stops them and removes what distributed mode made.
+#   bench_rss_peak_mib  the server's peak resident memory so far (VmHWM), in MiB.
 #   bench_scenarios DEFAULT_KINDS [DURATION] [CONNECTIONS] [KIND...]   for the per-scenario
 #                     scripts (cpu.sh, waits.sh): sets $duration (10), $conns (256) and the
 #                     array $kinds (the space-separated DEFAULT_KINDS unless kinds are
@@ -52,6 +53,8 @@ bench_stop() {
     name=
   fi
 }
+
+bench_rss_peak_mib() { awk '/VmHWM/ {printf "%d", $2 / 1024}' /proc/"$pid"/status; }
 
 bench_seed() {
   TOKEN=$(curl -sf -X POST "$base/applications" -H 'Content-Type: application/json' -d '{"name":"bench"}' \

@@ -40,4 +40,4 @@ done
 wait "$load"
 echo
 grep -E 'Requests/sec|Non-2xx' "$work/wrk.txt" || true
-echo "server peak RSS (VmHWM) over the run: $(awk '/VmHWM/ {printf "%d", $2 / 1024}' /proc/"$pid"/status) MiB"
+echo "server peak RSS (VmHWM) over the run: $(bench_rss_peak_mib) MiB"
