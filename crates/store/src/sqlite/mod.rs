@@ -122,7 +122,20 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
     {
+        self.write_erasing(work, |_| false).await
+    }
+
+    /// [`Self::write`] for a write that may delete text: `erases` tells from its outcome
+    /// whether the WAL must be emptied, before the checkpointer hears of the commit.
+    async fn write_erasing<T, F>(&self, work: F, erases: impl FnOnce(&Result<T>) -> bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+    {
         let result = self.writer.run(work).await;
+        if erases(&result) {
+            self.erased.store(true, Ordering::SeqCst);
+        }
         if result.is_ok() {
             // only a checkpointer already waiting starts: one that is busy waits for the
             // next commit, not for the end of its own run
@@ -616,20 +629,18 @@ impl Store for SqliteStore {
 
     async fn write_batch(&self, batch: &[Queued]) -> Result<BatchOutcome> {
         let batch = batch.to_vec();
-        let result = self.write(move |conn| write::write_batch(conn, &batch)).await;
-        if let Ok(outcome) = &result
-            && (outcome.messages_deleted > 0 || outcome.chats_deleted > 0)
-        {
-            self.erased.store(true, Ordering::SeqCst);
-        }
-        result
+        self.write_erasing(
+            move |conn| write::write_batch(conn, &batch),
+            |result| result.as_ref().is_ok_and(|outcome| outcome.messages_deleted > 0 || outcome.chats_deleted > 0),
+        )
+        .await
     }
 
     async fn erase_application(&self, app: AppId, token: &AppToken) -> Result<bool> {
         let token = token.clone();
-        let result = self.write(move |conn| write::erase_application(conn, app, &token)).await;
-        self.erased.store(true, Ordering::SeqCst);
-        result
+        // even a failed erasure may have committed (the writer answers late), so the WAL is
+        // emptied either way
+        self.write_erasing(move |conn| write::erase_application(conn, app, &token), |_| true).await
     }
 
     async fn reconcile(&self) -> Result<Reconciled> {
