@@ -205,8 +205,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// writer holds up every create of the batch whose commit triggered it). Creates over
 /// 1,000 chats at half the peak rate, after 10 s at full speed, nine runs each in turns:
 /// p99 12.6-17.2 ms with checkpoints on a 10 ms clock, 8.7-10.1 ms right after each commit,
-/// 9.3-11.2 ms after the first commit 10 ms after the last checkpoint; the price is 2-4 µs
-/// more checkpoint CPU per create at full speed (`docs/benchmarks.md`, twelfth session).
+/// 9.3-11.2 ms after the first commit 10 ms after the last checkpoint; the price is 1-4 µs
+/// more checkpoint CPU per create at full load, and a GET right after its 201 finding the
+/// message ~0.5 ms later at the median (`docs/benchmarks.md`, twelfth and thirteenth
+/// sessions; on a fast machine the p99 is under 10 ms either way).
 const CHECKPOINT_BUSY_INTERVAL: Duration = Duration::from_millis(10);
 const CHECKPOINT_IDLE_INTERVAL: Duration = Duration::from_millis(500);
 
