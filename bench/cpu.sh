@@ -3,7 +3,7 @@
 # $BENCH_CHATS chats (1,000) and $BENCH_SEED_MESSAGES messages in chat 1 (1,000), then each
 # scenario of bench/wrk.lua for DURATION seconds with wrk; prints the server's CPU time per
 # request, split by thread (tokio-rt-worker: HTTP and handlers; sqlite-writer: batches;
-# sqlx-sqlite-wor: the WAL checkpoints; the search indexer and tantivy's threads;
+# sqlite-checkpoi: the WAL checkpoints; the search indexer and tantivy's threads;
 # ended_threads: threads that ended during the run, tantivy's indexing thread above all, which
 # it starts anew at every commit).
 #

@@ -1,19 +1,20 @@
 //! SQLite (WAL, `synchronous=FULL`): one writer connection that group-commits batches
-//! (`writer.rs`, on a thread of its own), and a pool of readers that never wait for it
-//! (`readers.rs`).
+//! (`writer.rs`, on a thread of its own), a pool of readers that never wait for it
+//! (`readers.rs`), and the WAL checkpoints after its commits (`checkpointer.rs`, on a thread
+//! of their own).
 //!
-//! Over 300 lines on purpose: the store port's reads, the settings every connection shares,
-//! readiness after failed writes and the checkpoints belong to one set of SQLite
-//! connections; the batch primitives are in `batch.rs`, the writer's thread in `writer.rs`.
+//! Over 300 lines on purpose: the store port's reads, the settings every connection shares
+//! and readiness after failed writes belong to one set of SQLite connections; the batch
+//! primitives are in `batch.rs`.
 
 mod batch;
+mod checkpointer;
 mod readers;
 mod write;
 mod writer;
 
 use std::path::Path;
 use std::str::FromStr as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -26,10 +27,10 @@ use chatsys_core::{
     MessageNumber, NewApplication, Position, Queued, Result, Timestamp, Version,
 };
 use rusqlite::{Connection, OptionalExtension as _, Row};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool, SqlitePoolOptions};
-use sqlx::{Connection as _, query, query_as};
-use tokio::sync::Notify;
+use sqlx::Connection as _;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
+use self::checkpointer::Checkpointer;
 use self::readers::Readers;
 use self::writer::Writer;
 use crate::error::store_error;
@@ -39,14 +40,8 @@ pub struct SqliteStore {
     /// here, so SQLite never has to arbitrate between writers.
     writer: Writer,
     readers: Readers,
-    /// The background checkpointer's connection.
-    checkpoints: SqlitePool,
-    checkpointer: tokio::task::JoinHandle<()>,
-    /// Something was deleted since the WAL was last emptied: its old pages may still hold
-    /// the erased text, so the checkpointer truncates the WAL.
-    erased: Arc<AtomicBool>,
-    /// Told of every commit: the checkpointer starts right after one.
-    committed: Arc<Notify>,
+    /// Told of every commit, and of every erasure: it starts right after a commit.
+    checkpointer: Checkpointer,
     /// The last write failed for a passing reason (a full disk, an I/O error): readiness
     /// says so until a write succeeds again.
     writes_failing: AtomicBool,
@@ -76,24 +71,8 @@ impl SqliteStore {
         migrating.close().await.map_err(store_error("opening the database"))?;
         let writer = Writer::start(&file)?;
         let readers = Readers::open(&file)?;
-        let checkpoints = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.pragma("cache_size", CHECKPOINT_CACHE_KIB))
-            .await
-            .map_err(store_error("opening the database"))?;
-        let erased = Arc::new(AtomicBool::new(false));
-        let committed = Arc::new(Notify::new());
-        let checkpointer =
-            tokio::spawn(checkpoint_after_commits(checkpoints.clone(), erased.clone(), committed.clone()));
-        Ok(Self {
-            writer,
-            readers,
-            checkpoints,
-            checkpointer,
-            erased,
-            committed,
-            writes_failing: AtomicBool::new(false),
-        })
+        let checkpointer = Checkpointer::start(&file)?;
+        Ok(Self { writer, readers, checkpointer, writes_failing: AtomicBool::new(false) })
     }
 
     /// Keeps readiness in step with the last write: a write that failed for a passing reason
@@ -133,13 +112,11 @@ impl SqliteStore {
         F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
     {
         let result = self.writer.run(work).await;
-        if erases(&result) {
-            self.erased.store(true, Ordering::SeqCst);
-        }
+        let erased = erases(&result);
         if result.is_ok() {
-            // only a checkpointer already waiting starts: one that is busy waits for the
-            // next commit, not for the end of its own run
-            self.committed.notify_waiters();
+            self.checkpointer.committed(erased);
+        } else if erased {
+            self.checkpointer.erased();
         }
         self.settle(&result);
         result
@@ -153,18 +130,10 @@ impl SqliteStore {
     /// Checkpoints and closes the connections (on shutdown, after the last batch).
     pub async fn close(&self) {
         self.writer.stop().await;
-        self.checkpointer.abort();
-        if let Err(e) = query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.checkpoints).await {
-            tracing::warn!(error = %e, "final checkpoint failed");
-        }
-        self.checkpoints.close().await;
+        self.checkpointer.close().await;
         self.readers.close();
     }
 }
-
-/// Page cache of the checkpointer's connection, in KiB (negative: SQLite's unit for a
-/// size): what it misses it finds in the operating system's file cache.
-const CHECKPOINT_CACHE_KIB: &str = "-512";
 
 /// What every connection of the store sets, the writer's own (`writer.rs`) included.
 const PRAGMAS: [(&str, &str); 7] = [
@@ -172,8 +141,9 @@ const PRAGMAS: [(&str, &str); 7] = [
     // a 201 must survive power loss, not only a process crash
     ("synchronous", "FULL"),
     ("foreign_keys", "OFF"),
-    // checkpoints are a background task's, so that a batch's commit does not wait for the
-    // WAL to be copied back; the writer's own last resort is in `writer.rs`
+    // checkpoints are a thread's of their own (`checkpointer.rs`), so that a batch's commit
+    // does not wait for the WAL to be copied back; the writer's own last resort is in
+    // `writer.rs`
     ("wal_autocheckpoint", "0"),
     // a WAL that was started over is cut back to this size (64 MiB)
     ("journal_size_limit", "67108864"),
@@ -194,57 +164,6 @@ fn pragmas(own: &[(&str, &str)]) -> String {
 
 /// How long a connection waits for a lock another one holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// When the next checkpoint runs: right after the next commit, or after one of these
-/// intervals if none comes first (soon while commits came since the last checkpoint,
-/// otherwise rarely). Started right after a commit, a checkpoint copies what that commit
-/// wrote and syncs the database file while the writer gathers its next batch, not while the
-/// writer waits for its own `fsync` of the WAL (the two share the disk). Each checkpoint
-/// copies little and often finishes before the next commit, and SQLite starts the WAL over
-/// then, so that the writer need not checkpoint itself (`writer.rs`: a checkpoint in the
-/// writer holds up every create of the batch whose commit triggered it). Creates over
-/// 1,000 chats at half the peak rate, after 10 s at full speed, nine runs each in turns:
-/// p99 12.6-17.2 ms with checkpoints on a 10 ms clock, 8.7-10.1 ms right after each commit,
-/// 9.3-11.2 ms after the first commit 10 ms after the last checkpoint; the price is 1-4 µs
-/// more checkpoint CPU per create at full load, and a GET right after its 201 finding the
-/// message ~0.5 ms later at the median (`docs/benchmarks.md`, twelfth and thirteenth
-/// sessions; on a fast machine the p99 is under 10 ms either way).
-const CHECKPOINT_BUSY_INTERVAL: Duration = Duration::from_millis(10);
-const CHECKPOINT_IDLE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Copies committed pages from the WAL into the database, beside the writer rather than in
-/// its commits (PASSIVE: it never blocks the writer or the readers), each time right after a
-/// commit. After a delete, the WAL's older frames still hold the deleted text: a TRUNCATE
-/// checkpoint (which waits for readers) copies everything back and empties the file,
-/// retried until it completes.
-async fn checkpoint_after_commits(pool: SqlitePool, erased: Arc<AtomicBool>, committed: Arc<Notify>) {
-    let mut wait = CHECKPOINT_IDLE_INTERVAL;
-    // the WAL's length in frames at the last checkpoint
-    let mut last_frames = -1;
-    loop {
-        // a commit, or the interval
-        let _ = tokio::time::timeout(wait, committed.notified()).await;
-        wait = CHECKPOINT_IDLE_INTERVAL;
-        if erased.swap(false, Ordering::SeqCst) {
-            match query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&pool).await {
-                Ok((0, _, _)) => continue,
-                Ok(_) => tracing::debug!("the wal could not be emptied yet (busy): trying again"),
-                Err(e) => tracing::warn!(error = %e, "wal checkpoint failed"),
-            }
-            erased.store(true, Ordering::SeqCst);
-        } else {
-            match query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
-                Ok((_, frames, _)) => {
-                    if frames != last_frames {
-                        wait = CHECKPOINT_BUSY_INTERVAL;
-                    }
-                    last_frames = frames;
-                }
-                Err(e) => tracing::warn!(error = %e, "wal checkpoint failed"),
-            }
-        }
-    }
-}
 
 /// [`APPLICATION_COLUMNS`] as read.
 type ApplicationColumns = (i64, String, String, i64, i64, i64);

@@ -157,8 +157,8 @@ const CACHE_KIB: i64 = -2048;
 
 /// The writer's last resort: after a commit that leaves the WAL over this many pages (64 MiB
 /// of 4 KiB pages), the writer checkpoints it itself. SQLite starts the WAL over only once
-/// a checkpoint has copied all of it back; the background checkpoints (`super`, every 10 ms
-/// while commits come) usually get there between two commits, but not under creates at full
+/// a checkpoint has copied all of it back; the background checkpoints (`checkpointer.rs`,
+/// after each commit) usually get there between two commits, but not under creates at full
 /// speed, and without this the WAL grew by about a gigabyte every 15 s. A checkpoint here
 /// holds up the batch whose commit triggered it: at 32 MiB with background checkpoints every
 /// 500 ms, the p99 of creates at half the peak rate was 20–25 ms, against 9.8 ms now.
