@@ -1,5 +1,6 @@
 -- One wrk script for every scenario of bench/run.sh, chosen by environment variables:
 --   BENCH_KIND  healthz | create_chat | create_message_spread | create_message_hot | get_message | list_messages
+--               | search_messages (100 hits a page: the seeded messages all match)
 --   TOKEN       the application's token
 --   CHATS       chats 1..CHATS exist (spread creates pick one at random)
 --   HOT_CHAT    the chat that hot creates, reads and lists use
@@ -39,6 +40,8 @@ function request()
     return wrk.format("GET", app .. "/chats/" .. hot .. "/messages/" .. math.random(1, messages))
   elseif kind == "list_messages" then
     return wrk.format("GET", app .. "/chats/" .. hot .. "/messages?limit=50")
+  elseif kind == "search_messages" then
+    return wrk.format("GET", app .. "/chats/" .. hot .. "/messages/search?q=seed&limit=100")
   end
   error("unknown BENCH_KIND " .. kind)
 end

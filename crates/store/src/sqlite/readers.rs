@@ -109,6 +109,11 @@ impl Binder<'_, '_> {
 
 /// Runs `sql` over `items` in pieces of the fixed sizes (`sql(n)`: the statement for `n`
 /// items), each item binding its values; `each_row` takes the rows the statements return.
+/// Not a one-row statement per item, as the writer's batch runs them (`batch.rs`): outside a
+/// transaction each run of a statement is a read transaction of its own. A search's 100
+/// hits read one by one took 656-740 µs of CPU per search, against 466-573 in pieces and
+/// 525-534 one by one inside one `BEGIN … COMMIT` (`bench/cpu.sh 10 64 healthz
+/// search_messages`, in turns, `docs/benchmarks.md`, fourteenth session).
 pub(super) fn in_pieces<T>(
     conn: &Connection,
     items: &[T],
