@@ -228,9 +228,9 @@ mod tests {
     async fn a_commit_reaches_the_database_file() {
         let dir = tempfile::tempdir().unwrap();
         let (file, writer) = database(dir.path());
-        let checkpointer = Checkpointer::start(&file).unwrap();
         writer.execute("INSERT INTO t (body) VALUES ('Qx7committed')", []).unwrap();
         assert!(!holds(&file, "Qx7committed"), "the writer does not checkpoint by itself");
+        let checkpointer = Checkpointer::start(&file).unwrap();
         checkpointer.committed(false);
         within(5, "the commit copied into the database file", || holds(&file, "Qx7committed")).await;
         checkpointer.close().await;
@@ -260,9 +260,9 @@ mod tests {
     async fn closing_empties_the_wal() {
         let dir = tempfile::tempdir().unwrap();
         let (file, writer) = database(dir.path());
-        let checkpointer = Checkpointer::start(&file).unwrap();
         writer.execute("INSERT INTO t (body) VALUES ('Qx7closed')", []).unwrap();
         assert!(wal_bytes(&file) > 0);
+        let checkpointer = Checkpointer::start(&file).unwrap();
         checkpointer.close().await;
         assert_eq!(wal_bytes(&file), 0, "the last checkpoint emptied the WAL");
         assert!(holds(&file, "Qx7closed"));
