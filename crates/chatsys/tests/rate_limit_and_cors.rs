@@ -53,6 +53,40 @@ async fn servers_of_a_cluster_share_one_allowance() {
     assert_eq!(servers[0].get(&format!("/applications/{token}")).await.status, 429, "on the other server too");
 }
 
+/// The limit protects the service and must not take it down: while Redis hangs, a request
+/// that needs nothing else of Redis (a read) goes on at once, not after the 2 s that any
+/// Redis command waits for its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_redis_holds_up_rate_limited_reads_for_a_moment_only() {
+    use std::time::{Duration, Instant};
+
+    let Some(mut cluster) = Cluster::start_with(0, 1, false, &[("CHATSYS_RATE_LIMIT", "10/min,20")]).await else {
+        return;
+    };
+    let (redis, through) = cluster.proxied("CHATSYS_REDIS_URL").await;
+    cluster.add_api_with(&[("CHATSYS_REDIS_URL", &through)]);
+    let api = common::Client::new(&cluster.apis[0].base);
+    let token = api.new_app().await;
+    let path = format!("/applications/{token}");
+    assert_eq!(api.get(&path).await.status, 200);
+
+    redis.cut();
+    let started = Instant::now();
+    for _ in 0..5 {
+        let r = api.get(&path).await;
+        assert_eq!(r.status, 200, "the limit lets reads through while Redis hangs: {r:?}");
+    }
+    let took = started.elapsed();
+    println!("five reads took {took:?} while Redis hung");
+    assert!(took < Duration::from_secs(2), "five reads took {took:?} while Redis hung");
+
+    redis.mend();
+    // past the moment the limiter may rest after a failure
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (passed, limited) = passed_before_429(&[&api], &token).await;
+    assert!(limited.is_problem(429) && passed < 20, "the limit holds again once Redis answers: {passed}");
+}
+
 #[tokio::test]
 async fn cors_is_off_unless_configured_and_then_answers_preflights_for_those_origins() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,11 +3,12 @@
 //! that every server of a deployment draws from one allowance per application.
 
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chatsys_core::ports::{Rate, RateLimiter};
-use chatsys_core::{AppId, Result};
+use chatsys_core::{AppId, Error, Result};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use redis::Script;
@@ -49,6 +50,17 @@ impl RateLimiter for InProcessRateLimiter {
     }
 }
 
+/// How long a request waits for Redis to answer the rate limit. Redis answers in well under
+/// a millisecond; one that does not answer in this time is taken as hung, and the request
+/// goes on unchecked (the limit protects the service, it must not take it down): without
+/// this bound, every request waited for the 2 s of any Redis command while Redis hung. Not
+/// shorter, so that a process starved of CPU for a moment does not skip the limit.
+const ANSWER_WITHIN: Duration = Duration::from_millis(500);
+
+/// After Redis failed to answer, requests go on unchecked for this long without asking it,
+/// so that while it hangs only about one request a second waits for [`ANSWER_WITHIN`].
+const REST_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 /// Distributed mode: one allowance per application for every server, in Redis (the key
 /// goes with the application's other keys when it is erased).
 pub struct RedisRateLimiter {
@@ -56,27 +68,44 @@ pub struct RedisRateLimiter {
     redis: ConnectionManager,
     prefix: String,
     script: Script,
+    /// Until when the limiter does not ask Redis, after a failure.
+    resting_until: Mutex<Option<Instant>>,
 }
 
 impl RedisRateLimiter {
     pub fn new(rate: Rate, redis: ConnectionManager, prefix: String) -> Self {
-        Self { rate, redis, prefix, script: Script::new(include_str!("lua/rate.lua")) }
+        let script = Script::new(include_str!("lua/rate.lua"));
+        Self { rate, redis, prefix, script, resting_until: Mutex::new(None) }
+    }
+
+    fn resting(&self) -> bool {
+        self.resting_until.lock().expect("rate limiter lock").is_some_and(|until| Instant::now() < until)
     }
 }
 
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn take(&self, app: AppId) -> Result<Option<Duration>> {
+        if self.resting() {
+            return Err(Error::unavailable("redis failed to answer the rate limit a moment ago"));
+        }
         let key = format!("{}:{{a{}}}:rate", self.prefix, app.0);
         let micros = u64::try_from(interval(self.rate).as_micros()).unwrap_or(u64::MAX);
-        let wait: u64 = self
-            .script
-            .key(key)
-            .arg(micros)
-            .arg(burst(self.rate).get())
-            .invoke_async(&mut self.redis.clone())
-            .await
-            .map_err(redis_error)?;
+        let mut redis = self.redis.clone();
+        let mut invocation = self.script.key(key);
+        invocation.arg(micros).arg(burst(self.rate).get());
+        let asked = invocation.invoke_async::<u64>(&mut redis);
+        let answer = match tokio::time::timeout(ANSWER_WITHIN, asked).await {
+            Ok(answer) => answer.map_err(redis_error),
+            Err(_) => Err(Error::unavailable(format!(
+                "redis did not answer the rate limit within {} ms",
+                ANSWER_WITHIN.as_millis()
+            ))),
+        };
+        if answer.is_err() {
+            *self.resting_until.lock().expect("rate limiter lock") = Some(Instant::now() + REST_AFTER_FAILURE);
+        }
+        let wait = answer?;
         Ok((wait > 0).then(|| Duration::from_micros(wait)))
     }
 

@@ -68,10 +68,12 @@ impl Cluster {
     pub async fn proxied(&self, variable: &str) -> (chatsys_testkit::proxy::Proxy, String) {
         let env = self.env();
         let url = &env.iter().find(|(k, _)| k == variable).expect("a URL the cluster sets").1;
-        let (scheme, rest) = url.split_once('@').expect("a URL with a user");
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (user, rest) =
+            rest.split_once('@').map_or((String::new(), rest), |(user, rest)| (format!("{user}@"), rest));
         let (address, path) = rest.split_once('/').map_or((rest, String::new()), |(a, p)| (a, format!("/{p}")));
         let proxy = chatsys_testkit::proxy::Proxy::start(address).await;
-        let through = format!("{scheme}@{}{path}", proxy.address);
+        let through = format!("{scheme}://{user}{}{path}", proxy.address);
         (proxy, through)
     }
 
