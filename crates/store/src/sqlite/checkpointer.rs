@@ -31,10 +31,19 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::sqlite_error;
 
-/// How soon the next checkpoint runs when no commit comes first: soon while commits came
-/// since the last one, otherwise rarely.
-const BUSY_INTERVAL: Duration = Duration::from_millis(10);
-const IDLE_INTERVAL: Duration = Duration::from_millis(500);
+/// When checkpoints run without a commit, and how long one waits for readers.
+#[derive(Clone, Copy)]
+struct Timing {
+    /// How soon the next checkpoint runs when no commit comes first: soon while commits came
+    /// since the last one (`busy`), otherwise rarely (`idle`).
+    busy: Duration,
+    idle: Duration,
+    /// How long a TRUNCATE checkpoint waits for the readers that hold the WAL.
+    readers: Duration,
+}
+
+const TIMING: Timing =
+    Timing { busy: Duration::from_millis(10), idle: Duration::from_millis(500), readers: super::BUSY_TIMEOUT };
 
 /// Page cache of the checkpointer's connection, in KiB (negative: SQLite's unit for a
 /// size): what it misses it finds in the operating system's file cache.
@@ -48,8 +57,10 @@ struct Told {
     /// Something was deleted since the WAL was last emptied: its old pages may still hold
     /// the erased text, so the next checkpoint empties the WAL.
     erased: bool,
-    /// The store closes: a last checkpoint empties the WAL, and the thread ends.
+    /// The thread ends: the store closes, or was dropped.
     closing: bool,
+    /// The store closes: a last checkpoint empties the WAL first.
+    last_checkpoint: bool,
 }
 
 #[derive(Default)]
@@ -74,13 +85,17 @@ impl Checkpointer {
     /// Opens the connection (so that a database that cannot be opened fails the start) and
     /// starts its thread.
     pub(crate) fn start(file: &Path) -> Result<Self> {
-        let conn = open(file)?;
+        Self::start_with(file, TIMING)
+    }
+
+    fn start_with(file: &Path, timing: Timing) -> Result<Self> {
+        let conn = open(file, timing.readers)?;
         let signal = Arc::new(Signal::default());
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpointer".into())
             .spawn({
                 let signal = signal.clone();
-                move || serve(&conn, &signal)
+                move || serve(&conn, &signal, timing)
             })
             .map_err(|e| Error::internal("cannot start the sqlite checkpointer thread").with_source(e))?;
         Ok(Self { signal, thread: Mutex::new(Some(thread)) })
@@ -104,7 +119,10 @@ impl Checkpointer {
 
     /// Empties the WAL a last time and ends the thread (on shutdown, after the last write).
     pub(crate) async fn close(&self) {
-        self.signal.tell(|told| told.closing = true);
+        self.signal.tell(|told| {
+            told.closing = true;
+            told.last_checkpoint = true;
+        });
         let thread = self.thread.lock().expect("checkpointer lock").take();
         if let Some(thread) = thread
             && !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(())))
@@ -115,14 +133,15 @@ impl Checkpointer {
 }
 
 impl Drop for Checkpointer {
-    /// A store dropped without closing ends the thread too (without waiting for it).
+    /// A store dropped without closing ends the thread too, without a last checkpoint (one
+    /// that nobody waits for could hold the WAL after the store is gone).
     fn drop(&mut self) {
         self.signal.tell(|told| told.closing = true);
     }
 }
 
-fn serve(conn: &Connection, signal: &Signal) {
-    let mut wait = IDLE_INTERVAL;
+fn serve(conn: &Connection, signal: &Signal, timing: Timing) {
+    let mut wait = timing.idle;
     // the WAL's length in frames at the last checkpoint
     let mut last_frames = -1;
     let mut told = signal.told.lock().expect("checkpointer lock");
@@ -139,7 +158,7 @@ fn serve(conn: &Connection, signal: &Signal) {
         }
         let erased = std::mem::take(&mut told.erased);
         drop(told);
-        wait = IDLE_INTERVAL;
+        wait = timing.idle;
         let mut emptied = true;
         if erased {
             emptied = match checkpoint(conn, "TRUNCATE") {
@@ -157,7 +176,7 @@ fn serve(conn: &Connection, signal: &Signal) {
             match checkpoint(conn, "PASSIVE") {
                 Ok((_, frames)) => {
                     if frames != last_frames {
-                        wait = BUSY_INTERVAL;
+                        wait = timing.busy;
                     }
                     last_frames = frames;
                 }
@@ -167,9 +186,14 @@ fn serve(conn: &Connection, signal: &Signal) {
         told = signal.told.lock().expect("checkpointer lock");
         told.erased |= !emptied;
     }
+    if !told.last_checkpoint {
+        return;
+    }
     drop(told);
-    if let Err(e) = checkpoint(conn, "TRUNCATE") {
-        tracing::warn!(error = %e, "final checkpoint failed");
+    match checkpoint(conn, "TRUNCATE") {
+        Ok((0, _)) => {}
+        Ok(_) => tracing::warn!("the final checkpoint could not empty the wal (busy)"),
+        Err(e) => tracing::warn!(error = %e, "final checkpoint failed"),
     }
 }
 
@@ -179,10 +203,10 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| Ok((row.get(0)?, row.get(1)?)))
 }
 
-fn open(file: &Path) -> Result<Connection> {
+fn open(file: &Path, readers: Duration) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(file, flags).map_err(sqlite_error("opening the database to checkpoint"))?;
-    conn.busy_timeout(super::BUSY_TIMEOUT).map_err(sqlite_error("configuring the checkpointer"))?;
+    conn.busy_timeout(readers).map_err(sqlite_error("configuring the checkpointer"))?;
     conn.execute_batch(&super::pragmas(&[("cache_size", &CACHE_KIB.to_string())]))
         .map_err(sqlite_error("configuring the checkpointer"))?;
     Ok(conn)
@@ -224,25 +248,32 @@ mod tests {
         }
     }
 
+    /// No checkpoint without a commit for an hour: only the commit's signal can start one.
+    const ON_COMMITS_ONLY: Timing =
+        Timing { busy: Duration::from_secs(3600), idle: Duration::from_secs(3600), readers: Duration::from_secs(5) };
+
     #[tokio::test]
-    async fn a_commit_reaches_the_database_file() {
+    async fn a_commit_starts_a_checkpoint_that_copies_it_into_the_database_file() {
         let dir = tempfile::tempdir().unwrap();
         let (file, writer) = database(dir.path());
+        let checkpointer = Checkpointer::start_with(&file, ON_COMMITS_ONLY).unwrap();
         writer.execute("INSERT INTO t (body) VALUES ('Qx7committed')", []).unwrap();
         assert!(!holds(&file, "Qx7committed"), "the writer does not checkpoint by itself");
-        let checkpointer = Checkpointer::start(&file).unwrap();
         checkpointer.committed(false);
         within(5, "the commit copied into the database file", || holds(&file, "Qx7committed")).await;
         checkpointer.close().await;
     }
 
     /// After a delete the WAL is emptied, once the readers that may still see the deleted
-    /// rows let it: its older frames hold the deleted text.
+    /// rows let it: its older frames hold the deleted text. Here a TRUNCATE gives up on
+    /// readers at once, so only a later try can empty it.
     #[tokio::test]
     async fn an_erasure_empties_the_wal_once_no_reader_holds_it() {
         let dir = tempfile::tempdir().unwrap();
         let (file, writer) = database(dir.path());
-        let checkpointer = Checkpointer::start(&file).unwrap();
+        let timing =
+            Timing { busy: Duration::from_millis(10), idle: Duration::from_millis(100), readers: Duration::ZERO };
+        let checkpointer = Checkpointer::start_with(&file, timing).unwrap();
         writer.execute("INSERT INTO t (body) VALUES ('Qx7erased')", []).unwrap();
         let reader = Connection::open(&file).unwrap();
         reader.execute_batch("BEGIN; SELECT count(*) FROM t;").unwrap();
