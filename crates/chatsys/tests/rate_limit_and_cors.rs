@@ -84,7 +84,10 @@ async fn a_hung_redis_holds_up_rate_limited_reads_for_a_moment_only() {
     // past the moment the limiter may rest after a failure
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (passed, limited) = passed_before_429(&[&api], &token).await;
-    assert!(limited.is_problem(429) && passed < 20, "the limit holds again once Redis answers: {passed}");
+    // a burst of 20: one read before Redis hung, and the first read's request, held back
+    // while Redis hung, is answered once it does (unless the connection dropped it)
+    assert!(limited.is_problem(429), "the limit holds again once Redis answers: {limited:?}");
+    assert!((18..=19).contains(&passed), "{passed} reads passed after Redis came back");
 }
 
 #[tokio::test]

@@ -57,8 +57,9 @@ impl RateLimiter for InProcessRateLimiter {
 /// shorter, so that a process starved of CPU for a moment does not skip the limit.
 const ANSWER_WITHIN: Duration = Duration::from_millis(500);
 
-/// After Redis failed to answer, requests go on unchecked for this long without asking it,
-/// so that while it hangs only about one request a second waits for [`ANSWER_WITHIN`].
+/// After Redis failed to answer, requests go on unchecked for this long without asking it;
+/// then one request asks again while the others go on, so that while Redis hangs about one
+/// request a second waits for [`ANSWER_WITHIN`].
 const REST_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// Distributed mode: one allowance per application for every server, in Redis (the key
@@ -68,7 +69,7 @@ pub struct RedisRateLimiter {
     redis: ConnectionManager,
     prefix: String,
     script: Script,
-    /// Until when the limiter does not ask Redis, after a failure.
+    /// After a failure: until when the limiter does not ask Redis (`None`: it asks).
     resting_until: Mutex<Option<Instant>>,
 }
 
@@ -78,15 +79,26 @@ impl RedisRateLimiter {
         Self { rate, redis, prefix, script, resting_until: Mutex::new(None) }
     }
 
-    fn resting(&self) -> bool {
-        self.resting_until.lock().expect("rate limiter lock").is_some_and(|until| Instant::now() < until)
+    /// Whether this request asks Redis: always, unless Redis failed to answer lately; then
+    /// none during the rest, and after it one at a time (the others go on unchecked).
+    fn may_ask(&self) -> bool {
+        let mut resting_until = self.resting_until.lock().expect("rate limiter lock");
+        let now = Instant::now();
+        match *resting_until {
+            None => true,
+            Some(until) if now < until => false,
+            Some(_) => {
+                *resting_until = Some(now + ANSWER_WITHIN);
+                true
+            }
+        }
     }
 }
 
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn take(&self, app: AppId) -> Result<Option<Duration>> {
-        if self.resting() {
+        if !self.may_ask() {
             return Err(Error::unavailable("redis failed to answer the rate limit a moment ago"));
         }
         let key = format!("{}:{{a{}}}:rate", self.prefix, app.0);
@@ -102,9 +114,8 @@ impl RateLimiter for RedisRateLimiter {
                 ANSWER_WITHIN.as_millis()
             ))),
         };
-        if answer.is_err() {
-            *self.resting_until.lock().expect("rate limiter lock") = Some(Instant::now() + REST_AFTER_FAILURE);
-        }
+        *self.resting_until.lock().expect("rate limiter lock") =
+            answer.is_err().then(|| Instant::now() + REST_AFTER_FAILURE);
         let wait = answer?;
         Ok((wait > 0).then(|| Duration::from_micros(wait)))
     }

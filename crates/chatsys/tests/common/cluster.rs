@@ -69,10 +69,18 @@ impl Cluster {
         let env = self.env();
         let url = &env.iter().find(|(k, _)| k == variable).expect("a URL the cluster sets").1;
         let (scheme, rest) = url.split_once("://").expect("a URL");
-        let (user, rest) =
-            rest.split_once('@').map_or((String::new(), rest), |(user, rest)| (format!("{user}@"), rest));
-        let (address, path) = rest.split_once('/').map_or((rest, String::new()), |(a, p)| (a, format!("/{p}")));
-        let proxy = chatsys_testkit::proxy::Proxy::start(address).await;
+        // the authority ends at the path or the query; a user comes before its last `@`
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        let (user, host) =
+            authority.rsplit_once('@').map_or((String::new(), authority), |(user, host)| (format!("{user}@"), host));
+        let port = match scheme {
+            "mysql" => 3306,
+            "redis" => 6379,
+            _ => 5672,
+        };
+        let address = if host.contains(':') { host.to_owned() } else { format!("{host}:{port}") };
+        let proxy = chatsys_testkit::proxy::Proxy::start(&address).await;
         let through = format!("{scheme}://{user}{}{path}", proxy.address);
         (proxy, through)
     }
