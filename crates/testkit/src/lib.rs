@@ -56,14 +56,36 @@ impl Service {
     pub fn url(self) -> String {
         std::env::var(self.variable()).unwrap_or_else(|_| self.default_url().to_owned())
     }
+
+    /// The port a URL of this service means when it names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Service::MySql => 3306,
+            Service::Redis => 6379,
+            Service::RabbitMq => 5672,
+        }
+    }
 }
 
-/// `host:port` of a URL such as `scheme://user:password@host:port/path`.
-fn host_port(url: &str, default_port: u16) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+/// A URL such as `scheme://user:password@host:port/path?query` in three: what comes before
+/// the host (scheme and user), the host and port as written, and what follows them.
+fn around_address(url: &str) -> (&str, &str, &str) {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
+    let host = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
+    (&url[..host], &url[host..end], &url[end..])
+}
+
+/// `host:port` of a service URL, with `default_port` where it names none.
+pub fn host_port(url: &str, default_port: u16) -> String {
+    let (_, host, _) = around_address(url);
     if host.contains(':') { host.to_owned() } else { format!("{host}:{default_port}") }
+}
+
+/// The URL with its host and port replaced by `address` (a proxy's in front of the service).
+pub fn with_address(url: &str, address: &str) -> String {
+    let (before, _, after) = around_address(url);
+    format!("{before}{address}{after}")
 }
 
 fn answers(address: &str) -> bool {
@@ -81,12 +103,7 @@ pub fn services(needed: &[Service]) -> Option<Vec<String>> {
     let mut urls = Vec::with_capacity(needed.len());
     for service in needed {
         let url = service.url();
-        let port = match service {
-            Service::MySql => 3306,
-            Service::Redis => 6379,
-            Service::RabbitMq => 5672,
-        };
-        let address = host_port(&url, port);
+        let address = host_port(&url, service.default_port());
         if !answers(&address) {
             let test = std::thread::current().name().unwrap_or("a test").to_owned();
             let line = format!(
@@ -136,5 +153,14 @@ mod tests {
         assert_eq!(host_port("amqp://guest:guest@rabbit/%2f", 5672), "rabbit:5672");
         assert_eq!(host_port("redis://127.0.0.1:6380", 6379), "127.0.0.1:6380");
         assert_eq!(host_port("redis://h?db=1", 6379), "h:6379");
+    }
+
+    #[test]
+    fn the_address_is_replaced_in_any_url_shape() {
+        let proxy = "127.0.0.1:40000";
+        assert_eq!(with_address("mysql://root@127.0.0.1:3306/test", proxy), "mysql://root@127.0.0.1:40000/test");
+        assert_eq!(with_address("amqp://guest:guest@rabbit/%2f", proxy), "amqp://guest:guest@127.0.0.1:40000/%2f");
+        assert_eq!(with_address("redis://127.0.0.1:6379", proxy), "redis://127.0.0.1:40000");
+        assert_eq!(with_address("redis://h?db=1", proxy), "redis://127.0.0.1:40000?db=1");
     }
 }

@@ -68,20 +68,14 @@ impl Cluster {
     pub async fn proxied(&self, variable: &str) -> (chatsys_testkit::proxy::Proxy, String) {
         let env = self.env();
         let url = &env.iter().find(|(k, _)| k == variable).expect("a URL the cluster sets").1;
-        let (scheme, rest) = url.split_once("://").expect("a URL");
-        // the authority ends at the path or the query; a user comes before its last `@`
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(end);
-        let (user, host) =
-            authority.rsplit_once('@').map_or((String::new(), authority), |(user, host)| (format!("{user}@"), host));
-        let port = match scheme {
-            "mysql" => 3306,
-            "redis" => 6379,
-            _ => 5672,
+        let service = match variable {
+            "CHATSYS_DATABASE_URL" => Service::MySql,
+            "CHATSYS_REDIS_URL" => Service::Redis,
+            _ => Service::RabbitMq,
         };
-        let address = if host.contains(':') { host.to_owned() } else { format!("{host}:{port}") };
-        let proxy = chatsys_testkit::proxy::Proxy::start(&address).await;
-        let through = format!("{scheme}://{user}{}{path}", proxy.address);
+        let proxy =
+            chatsys_testkit::proxy::Proxy::start(&chatsys_testkit::host_port(url, service.default_port())).await;
+        let through = chatsys_testkit::with_address(url, &proxy.address.to_string());
         (proxy, through)
     }
 
