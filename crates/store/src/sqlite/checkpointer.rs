@@ -29,8 +29,6 @@ use std::time::Duration;
 use chatsys_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::error::sqlite_error;
-
 /// When checkpoints run without a commit, and how long one waits for readers.
 #[derive(Clone, Copy)]
 struct Timing {
@@ -123,12 +121,7 @@ impl Checkpointer {
             told.closing = true;
             told.last_checkpoint = true;
         });
-        let thread = self.thread.lock().expect("checkpointer lock").take();
-        if let Some(thread) = thread
-            && !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(())))
-        {
-            tracing::error!("the sqlite checkpointer thread failed");
-        }
+        super::join(&self.thread, "checkpointer").await;
     }
 }
 
@@ -205,11 +198,14 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
 
 fn open(file: &Path, readers: Duration) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(file, flags).map_err(sqlite_error("opening the database to checkpoint"))?;
-    conn.busy_timeout(readers).map_err(sqlite_error("configuring the checkpointer"))?;
-    conn.execute_batch(&super::pragmas(&[("cache_size", &CACHE_KIB.to_string())]))
-        .map_err(sqlite_error("configuring the checkpointer"))?;
-    Ok(conn)
+    super::connect(
+        file,
+        flags,
+        readers,
+        &[("cache_size", &CACHE_KIB.to_string())],
+        "opening the database to checkpoint",
+        "configuring the checkpointer",
+    )
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ mod writer;
 
 use std::path::Path;
 use std::str::FromStr as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,7 +35,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use self::checkpointer::Checkpointer;
 use self::readers::Readers;
 use self::writer::Writer;
-use crate::error::store_error;
+use crate::error::{sqlite_error, store_error};
 
 pub struct SqliteStore {
     /// Exactly one connection: every write (batches, applications, reconcile) is serialized
@@ -160,6 +162,34 @@ const PRAGMAS: [(&str, &str); 7] = [
 /// (the later setting wins).
 fn pragmas(own: &[(&str, &str)]) -> String {
     PRAGMAS.iter().chain(own).map(|(name, value)| format!("PRAGMA {name} = {value}; ")).collect()
+}
+
+/// A `rusqlite` connection to the store's file, opened with `flags`, waiting up to `busy`
+/// for a lock another connection holds, set up by [`pragmas`] with its `own` settings;
+/// `opening` and `configuring` name its errors.
+fn connect(
+    file: &Path,
+    flags: rusqlite::OpenFlags,
+    busy: Duration,
+    own: &[(&str, &str)],
+    opening: &'static str,
+    configuring: &'static str,
+) -> Result<Connection> {
+    let conn = Connection::open_with_flags(file, flags).map_err(sqlite_error(opening))?;
+    conn.busy_timeout(busy).map_err(sqlite_error(configuring))?;
+    conn.execute_batch(&pragmas(own)).map_err(sqlite_error(configuring))?;
+    Ok(conn)
+}
+
+/// Waits for one of the store's threads to end (off the runtime's threads), and says so if
+/// it failed.
+async fn join(thread: &Mutex<Option<JoinHandle<()>>>, name: &str) {
+    let thread = thread.lock().expect("thread lock").take();
+    if let Some(thread) = thread
+        && !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(())))
+    {
+        tracing::error!("the sqlite {name} thread failed");
+    }
 }
 
 /// How long a connection waits for a lock another one holds.

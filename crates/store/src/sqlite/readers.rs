@@ -78,10 +78,14 @@ impl Readers {
 
 fn open(file: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(file, flags).map_err(sqlite_error("opening the database for reading"))?;
-    conn.busy_timeout(super::BUSY_TIMEOUT).map_err(sqlite_error("configuring a reader"))?;
-    let pragmas = super::pragmas(&[("cache_size", &CACHE_KIB.to_string())]);
-    conn.execute_batch(&pragmas).map_err(sqlite_error("configuring a reader"))?;
+    let conn = super::connect(
+        file,
+        flags,
+        super::BUSY_TIMEOUT,
+        &[("cache_size", &CACHE_KIB.to_string())],
+        "opening the database for reading",
+        "configuring a reader",
+    )?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }

@@ -21,8 +21,6 @@ use chatsys_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use crate::error::sqlite_error;
-
 /// Given the connection (or why there is none), a write answers its caller and says whether
 /// it succeeded.
 type Work = Box<dyn FnOnce(Result<&mut Connection>) -> bool + Send>;
@@ -109,12 +107,7 @@ impl Writer {
     /// Lets the writes already handed over finish, then closes the connection.
     pub(crate) async fn stop(&self) {
         drop(self.jobs.lock().expect("writer lock").take());
-        let thread = self.thread.lock().expect("writer lock").take();
-        if let Some(thread) = thread
-            && !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(())))
-        {
-            tracing::error!("the sqlite writer thread failed");
-        }
+        super::join(&self.thread, "writer").await;
     }
 }
 
@@ -170,13 +163,14 @@ const STATEMENT_CACHE: usize = 128;
 
 fn open(file: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(file, flags).map_err(sqlite_error("opening the database for writing"))?;
-    conn.busy_timeout(super::BUSY_TIMEOUT).map_err(sqlite_error("configuring the writer"))?;
-    let pragmas = super::pragmas(&[
-        ("cache_size", &CACHE_KIB.to_string()),
-        ("wal_autocheckpoint", &WAL_RESTART_PAGES.to_string()),
-    ]);
-    conn.execute_batch(&pragmas).map_err(sqlite_error("configuring the writer"))?;
+    let conn = super::connect(
+        file,
+        flags,
+        super::BUSY_TIMEOUT,
+        &[("cache_size", &CACHE_KIB.to_string()), ("wal_autocheckpoint", &WAL_RESTART_PAGES.to_string())],
+        "opening the database for writing",
+        "configuring the writer",
+    )?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
